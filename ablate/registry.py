@@ -1,0 +1,37 @@
+"""Name-to-object registries, filled by decorators (as timm's ``@register_model``)."""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from ablate.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps the names a config file uses to the objects that implement them."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return add
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise ConfigError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
