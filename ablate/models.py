@@ -49,24 +49,23 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 @register_model("small_cnn")
 def small_cnn(num_classes: int, dropout: float = 0.0, width: int = 32) -> Classifier:
-    """A fast CPU backbone: four conv blocks (width, 2w, 4w, 4w channels), each halving the side."""
+    """A fast CPU backbone (about 20 MMAC per 64x64 image, ~90x less than ResNet-18 at 112): a stride-2 stem,
+    then three conv + max-pool stages (width, 2w, 4w channels) and a last conv at 4w."""
     w = width
-    backbone = nn.Sequential(_conv_block(3, w), _conv_block(w, 2 * w), _conv_block(2 * w, 4 * w), _conv_block(4 * w, 4 * w))
-    return Classifier(backbone, 4 * w, num_classes, dropout)
+    layers = [
+        *_conv_bn_relu(3, 3 * w // 4, stride=2),
+        *_conv_bn_relu(3 * w // 4, w), nn.MaxPool2d(2),
+        *_conv_bn_relu(w, 2 * w), nn.MaxPool2d(2),
+        *_conv_bn_relu(2 * w, 4 * w), nn.MaxPool2d(2),
+        *_conv_bn_relu(4 * w, 4 * w),
+    ]
+    return Classifier(nn.Sequential(*layers), 4 * w, num_classes, dropout)
 
 
 @register_model("resnet18")
