@@ -1,0 +1,139 @@
+"""The loop on CPU: repeatable with a seed, resumable to the same metrics, and the one-run command."""
+
+import json
+
+import pytest
+import torch
+
+from ablate import train
+from ablate.data import load_dataset
+from ablate.errors import ConfigError
+from ablate.experiment import load_config, resolve_config
+from ablate.trainer import Trainer, classification_metrics
+
+TINY = [
+    "data.options={scale: 0.05, image_size: 32}",
+    "trainer.epochs=2",
+    "trainer.steps_per_epoch=2",
+    "trainer.batch_size=8",
+    "trainer.mu=2",
+    "trainer.eval_unlabeled=64",
+]
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return load_dataset("synthfer", scale=0.05, image_size=32)
+
+
+def lion_config(*extra):
+    return load_config("presets/lion.yaml", TINY + list(extra))
+
+
+def drop_timing(history):
+    return [{k: v for k, v in m.items()} for m in history]
+
+
+def test_same_config_and_seed_give_identical_metrics(faces):
+    a = Trainer(lion_config(), faces).fit()
+    b = Trainer(lion_config(), faces).fit()
+    assert a == b
+    c = Trainer(lion_config("trainer.seed=1"), faces).fit()
+    assert c != a
+
+
+def test_every_component_logs_its_loss(faces):
+    config = lion_config("components.contrastive.enabled=true")
+    metrics = Trainer(config, faces).fit()[-1]
+    for name in ("supervised", "pseudo_label", "contrastive", "negative"):
+        assert f"train_loss_{name}" in metrics
+    for key in ("test_acc", "test_mean_class_acc", "test_acc_fear", "test_confusion", "threshold_fear", "unlabeled_mask_rate",
+                "unlabeled_candidate_holds_true", "unlabeled_candidate_soft_mass", "best_test_acc"):
+        assert key in metrics, key
+
+
+@pytest.mark.parametrize("forward", ["separate", "concat"])
+def test_separate_forwards_run(faces, forward):
+    history = Trainer(lion_config(f"trainer.forward={forward}", "trainer.epochs=1", "components.ema.teacher_pseudo_labels=true"), faces).fit()
+    assert len(history) == 1
+
+
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(faces):
+    config = lion_config("trainer.optimizer=sgd", "trainer.lr=0.03", "trainer.schedule=cosine")
+    full = Trainer(config, faces).fit()
+    first = Trainer(config, faces)
+    first.train_epoch()
+    state = first.state_dict()
+    resumed = Trainer(config, faces)
+    resumed.load_state_dict(state)
+    assert resumed.fit() == full
+
+
+def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, capsys):
+    args = ["--config", "presets/adacm.yaml", "--quiet"] + [a for s in TINY for a in ("--set", s)]
+    assert train.main(args + ["--out", str(tmp_path / "full")]) == 0
+    full = (tmp_path / "full" / "metrics.jsonl").read_text()
+
+    original = Trainer.train_epoch
+
+    def interrupted(self, on_step=None):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, on_step)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args + ["--out", str(tmp_path / "cut")])
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert train.main(["--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == full
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("components.mixup.enabled=true", r"unknown component 'mixup'; allowed: contrastive, ema, negative, pseudo_label, supervised, threshold"),
+        ("components.negative.rhoo=0.5", r"components.negative: unknown key 'rhoo'; allowed: .*rho"),
+        ("components.negative.rho=1.5", r"components.negative.rho: 1.5 is out of range; allowed: a float in \(0, 1\]"),
+        ("components.threshold.mode=magic", r"components.threshold.mode: 'magic' is not allowed; allowed: 'fixed', 'adaptive'"),
+        ("components.threshold.enabled=false", r"components.negative needs components.threshold"),
+        ("trainer.lr=-1", r"trainer.lr: -1.0 is out of range"),
+        ("trainer.epochs=two", r"trainer.epochs: 'two' is a str; allowed: a int in \[1, inf\)"),
+        ("trainer.epoch=3", r"trainer: unknown key 'epoch'; allowed: .*epochs"),
+        ("data.name=imagenet", r"data.name: unknown dataset 'imagenet'; allowed: fer2013, folder, rafdb, synthfer"),
+        ("data.labels=123", r"data.labels: 123 is not allowed; allowed: 100, 400, 1000, 2000, 4000"),
+        ("data.options={colour: 1}", r"data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale"),
+        ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: resnet18, small_cnn"),
+        ("augment.strong_ops=99", r"augment.strong_ops"),
+        ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: data, model, trainer, augment, components"),
+    ],
+)
+def test_bad_config_names_key_value_and_allowed(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config("presets/lion.yaml", [override])
+    assert "presets/lion.yaml" in str(err.value)
+
+
+def test_labels_per_class_replaces_the_budget():
+    config = resolve_config({"data": {"labels_per_class": 5}, "components": {"supervised": {"enabled": True}}})
+    assert config["data"]["labels"] is None and config["data"]["labels_per_class"] == 5
+
+
+def test_classification_metrics_by_hand():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = torch.tensor([0, 1, 1, 1])
+    m = classification_metrics(probs, labels, ("a", "b"), "test")
+    assert m["test_acc"] == 0.75
+    assert m["test_acc_a"] == 1.0 and m["test_acc_b"] == pytest.approx(2 / 3)
+    assert m["test_mean_class_acc"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["test_confusion"] == [[1, 0], [1, 2]]
+
+
+def test_cuda_asked_for_on_a_cpu_machine(faces):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="trainer.device: 'cuda' was asked for but this machine has no CUDA GPU"):
+        Trainer(lion_config("trainer.device=cuda"), faces)
