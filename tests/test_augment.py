@@ -1,0 +1,291 @@
+"""Tests of ablate.augment: shapes, exact normalisation, the weak view's geometry, per-sample strong views,
+seeded determinism and option validation. CPU by default; the device tests also run on CUDA when present."""
+
+from __future__ import annotations
+
+import kornia
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ablate.augment import HPARAMS, IMAGENET_MEAN, IMAGENET_STD, OP_NAMES, Augmenter, _POOL
+from ablate.errors import ConfigError
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def images(n: int = 4, side: int = 32, seed: int = 0, low: int = 0, high: int = 256) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high, (n, 3, side, side), generator=g, dtype=torch.uint8)
+
+
+def one_face(side: int = 32) -> torch.Tensor:
+    """A structured image (gradient, a bright square, noise) in a narrow range, so that no op is a no-op."""
+    y, x = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    img = torch.stack([60 + 2 * x, 70 + 2 * y, 80 + x + y]).float()
+    img[:, side // 4 : side // 2, side // 3 : side // 2 + 4] += 50
+    img += torch.rand(img.shape, generator=torch.Generator().manual_seed(1)) * 20
+    return img.clamp(0, 255).to(torch.uint8)
+
+
+def gen(seed: int, device: str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def distinct(views: torch.Tensor) -> int:
+    return torch.unique(views.flatten(1), dim=0).shape[0]
+
+
+# ---- shapes, dtypes, devices ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_views_keep_shape_and_device_and_are_float32(device):
+    aug = Augmenter(32)
+    x = images().to(device)
+    for y in (aug.normalize(x), aug.weak(x, gen(0, device)), aug.strong(x, gen(0, device)), aug.strong(x)):
+        assert y.shape == x.shape and y.dtype == torch.float32 and y.device == x.device
+        assert torch.isfinite(y).all()
+
+
+def test_non_square_images():
+    aug = Augmenter((24, 40))
+    x = torch.randint(0, 256, (3, 3, 24, 40), dtype=torch.uint8)
+    assert aug.strong(x, gen(0)).shape == x.shape
+    assert aug.pad == (1, 1)
+
+
+def test_bad_images_and_generator_are_rejected():
+    aug = Augmenter(32)
+    with pytest.raises(ValueError, match="uint8"):
+        aug.weak(images().float())
+    with pytest.raises(ValueError, match="made for"):
+        aug.weak(images(side=16))
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="generator"):
+            aug.weak(images(), torch.Generator(device="cuda"))
+
+
+# ---- normalisation -------------------------------------------------------------------------------------------
+
+
+def test_normalize_exact_values():
+    x = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    x[0, :, 0, 0] = 255
+    x[0, 0, 1, 1], x[0, 1, 1, 1], x[0, 2, 1, 1] = 128, 64, 1
+    y = Augmenter(4).normalize(x)
+    for c in range(3):
+        m, s = IMAGENET_MEAN[c], IMAGENET_STD[c]
+        assert y[0, c, 0, 0].item() == pytest.approx((1.0 - m) / s, abs=1e-6)
+        assert y[0, c, 3, 3].item() == pytest.approx((0.0 - m) / s, abs=1e-6)
+        assert y[0, c, 1, 1].item() == pytest.approx((int(x[0, c, 1, 1]) / 255 - m) / s, abs=1e-6)
+
+
+def test_normalize_custom_mean_std():
+    x = torch.full((2, 3, 4, 4), 51, dtype=torch.uint8)  # 0.2
+    y = Augmenter(4, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.1)).normalize(x)
+    expected = torch.tensor([-0.6, -1.2, -3.0]).view(1, 3, 1, 1).expand_as(y)
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=0)
+
+
+# ---- weak view ---------------------------------------------------------------------------------------------
+
+
+def test_weak_without_crop_and_with_flip_is_the_flipped_image():
+    aug = Augmenter(32, crop_p=0.0, flip_p=1.0)
+    x = images()
+    torch.testing.assert_close(aug.weak(x, gen(0)), aug.normalize(x.flip(-1)), atol=0, rtol=0)
+
+
+def test_weak_without_crop_and_flip_is_the_image():
+    aug = Augmenter(32, crop_p=0.0, flip_p=0.0)
+    x = images()
+    torch.testing.assert_close(aug.weak(x, gen(3)), aug.normalize(x), atol=0, rtol=0)
+
+
+def test_padding_scales_with_the_side():
+    assert Augmenter(224).pad == (8, 8)
+    assert Augmenter(112).pad == (4, 4)
+    assert Augmenter(64).pad == (2, 2)
+    assert Augmenter(16).pad == (1, 1)  # at least one pixel
+    assert Augmenter(64, pad_fraction=0).pad == (0, 0)
+
+
+@pytest.mark.parametrize("pad_mode, torch_mode", [("reflect", "reflect"), ("zeros", "constant")])
+def test_weak_crop_is_a_shifted_copy_of_the_padded_image(pad_mode, torch_mode):
+    aug = Augmenter(32, crop_p=1.0, flip_p=0.0, pad_mode=pad_mode, pad_fraction=3 / 32)
+    p = aug.pad[0]
+    x = images(n=16)
+    padded = F.pad(x.float(), (p, p, p, p), mode=torch_mode)
+    crops = torch.stack(
+        [padded[:, :, dy : dy + 32, dx : dx + 32] for dy in range(2 * p + 1) for dx in range(2 * p + 1)], 1
+    )  # [B, offsets, 3, 32, 32]
+    y = aug.weak(x, gen(0))
+    out = y * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    out = (out * 255).round()
+    matches = (crops == out.unsqueeze(1)).flatten(2).all(-1)  # [B, offsets]
+    assert (matches.sum(1) == 1).all(), "each view must be exactly one crop of the padded image"
+    assert len(set(matches.float().argmax(1).tolist())) > 3, "crop offsets must differ between samples"
+
+
+def test_weak_flips_about_half_of_a_batch():
+    aug = Augmenter(32, crop_p=0.0)
+    x = images(n=400)
+    y = aug.weak(x, gen(0))
+    flipped = (y == aug.normalize(x.flip(-1))).flatten(1).all(1)
+    assert 140 < int(flipped.sum()) < 260
+
+
+# ---- strong view: per-sample operations ---------------------------------------------------------------------
+
+
+def test_sixteen_copies_give_at_least_eight_strong_views():
+    x = one_face().expand(16, -1, -1, -1).contiguous()
+    assert distinct(Augmenter(32).strong(x, gen(0))) >= 8
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_sample_op_choice_alone_gives_eight_views(seed):
+    """Fixed magnitude, one op, no cutout/flip/crop: only the per-sample op choice (and the sign of the
+    geometric ops) can make copies differ, so one op per batch would give at most two views."""
+    aug = Augmenter(32, flip_p=0.0, crop_p=0.0, cutout=0.0, strong_ops=1, magnitude=0.5)
+    x = one_face().expand(16, -1, -1, -1).contiguous()
+    assert distinct(aug.strong(x, gen(seed))) >= 8
+
+
+def test_strong_without_ops_and_cutout_equals_weak():
+    x = images(n=8)
+    weak = Augmenter(32).weak(x, gen(5))
+    torch.testing.assert_close(Augmenter(32, strong_ops=0, cutout=0.0).strong(x, gen(5)), weak, atol=0, rtol=0)
+    torch.testing.assert_close(Augmenter(32, op_p=0.0, cutout=0.0).strong(x, gen(5)), weak, atol=0, rtol=0)
+
+
+def test_identity_only_pool_is_the_weak_view():
+    aug = Augmenter(32, ops=["identity"], strong_ops=1, cutout=0.0, flip_p=0.0, crop_p=0.0)
+    x = images()
+    torch.testing.assert_close(aug.strong(x, gen(0)), aug.normalize(x), atol=0, rtol=0)
+
+
+def test_cutout_zeroes_one_square_per_sample():
+    aug = Augmenter(32, strong_ops=0, flip_p=0.0, crop_p=0.0, cutout=0.5)
+    x = images(n=64, low=1)
+    y = aug.strong(x, gen(0))
+    changed = (y != aug.normalize(x)).any(1)  # [B, H, W]
+    assert (y.permute(0, 2, 3, 1)[changed] == 0).all(), "cut pixels hold the mean (0 after normalising)"
+    for mask in changed:
+        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+        if len(rows):
+            assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all(), "a filled rectangle"
+            assert rows.max() - rows.min() + 1 <= 17 and cols.max() - cols.min() + 1 <= 17
+    assert changed.flatten(1).any(1).float().mean() > 0.5
+
+
+# ---- determinism ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_seed_same_views_other_seed_other_views(device):
+    aug = Augmenter(32)
+    x = images(n=16).to(device)
+    for view in (aug.weak, aug.strong):
+        torch.testing.assert_close(view(x, gen(7, device)), view(x, gen(7, device)), atol=0, rtol=0)
+        assert not torch.equal(view(x, gen(7, device)), view(x, gen(8, device)))
+
+
+# ---- single operations ----------------------------------------------------------------------------------------
+
+
+def op(name):
+    return next(o for o in _POOL if o.name == name).apply
+
+
+def test_pool_is_fixmatch_randaugment():
+    assert set(OP_NAMES) == {
+        "identity", "autocontrast", "brightness", "color", "contrast", "equalize", "posterize", "rotate",
+        "sharpness", "shear_x", "shear_y", "solarize", "translate_x", "translate_y",
+    }  # fmt: skip
+
+
+def test_translate_moves_whole_pixels():
+    x = torch.rand(2, 3, 16, 16)
+    y = op("translate_x")(x, torch.tensor([0.25, -0.25]))
+    torch.testing.assert_close(y[0, :, :, 4:], x[0, :, :, :12])
+    torch.testing.assert_close(y[1, :, :, :12], x[1, :, :, 4:])
+    assert (y[0, :, :, :4] == 0).all()
+    y = op("translate_y")(x, torch.tensor([0.25, 0.0]))
+    torch.testing.assert_close(y[0, :, 4:], x[0, :, :12])
+    torch.testing.assert_close(y[1], x[1])
+
+
+def test_rotate_quarter_turn_is_rot90():
+    x = torch.rand(2, 3, 9, 9)
+    y = op("rotate")(x, torch.tensor([90.0, -90.0]))
+    assert {
+        tuple(torch.allclose(y[i], torch.rot90(x[i], k, (1, 2)), atol=1e-5) for k in (1, -1)) for i in (0, 1)
+    } == {(True, False), (False, True)}
+
+
+def test_intensity_ops_follow_pil():
+    x = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2).repeat(1, 1, 2, 2)
+    torch.testing.assert_close(op("brightness")(x.clone(), torch.tensor([0.5])), x * 0.5)
+    solar = op("solarize")(x, torch.tensor([128.0]))
+    torch.testing.assert_close(solar, torch.where(x * 255 >= 128, 1 - x, x))
+    flat = torch.full((1, 3, 4, 4), 0.3)
+    torch.testing.assert_close(op("autocontrast")(flat, torch.zeros(1)), flat)
+    ramp = 0.25 + 0.5 * torch.rand(1, 3, 8, 8)
+    stretched = op("autocontrast")(ramp, torch.zeros(1))
+    assert stretched.amin((-2, -1)).max() < 1e-6 and stretched.amax((-2, -1)).min() > 1 - 1e-6
+    levels = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
+    bits = torch.tensor([4.0, 5.5, 7.9, 8.0])
+    expected = kornia.enhance.posterize(levels, torch.tensor([4, 5, 7, 8]))
+    torch.testing.assert_close(op("posterize")(levels, bits), expected, atol=1e-6, rtol=0)
+    factors = torch.tensor([0.05, 0.5, 0.95, 1.0])
+    torch.testing.assert_close(op("sharpness")(levels, factors), kornia.enhance.sharpness(levels, factors))
+    gray = op("color")(torch.rand(1, 3, 8, 8), torch.zeros(1))
+    torch.testing.assert_close(gray[:, 0], gray[:, 1])
+
+
+# ---- validation -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"strong_ops": 15}, "strong_ops"),
+        ({"strong_ops": -1}, "strong_ops"),
+        ({"strong_ops": 2.0}, "strong_ops"),
+        ({"ops": ["rotate"], "strong_ops": 2}, "strong_ops"),
+        ({"pad_fraction": 0.5}, "pad_fraction"),
+        ({"pad_fraction": -0.1}, "pad_fraction"),
+        ({"pad_mode": "wrap"}, "pad_mode"),
+        ({"crop_p": 1.5}, "crop_p"),
+        ({"flip_p": -0.1}, "flip_p"),
+        ({"op_p": 2}, "op_p"),
+        ({"mean": (0.5, 0.5)}, "mean"),
+        ({"std": (0.2, 0.0, 0.2)}, "std"),
+        ({"std": (0.2, 0.2, 0.2, 0.2)}, "std"),
+        ({"magnitude": 1.5}, "magnitude"),
+        ({"cutout": -0.5}, "cutout"),
+        ({"ops": ["rotate", "blur"]}, "ops"),
+        ({"ops": []}, "ops"),
+        ({"ops": "rotate"}, "ops"),
+    ],
+)
+def test_bad_options_raise_config_error_naming_them(options, name):
+    with pytest.raises(ConfigError, match=name) as info:
+        Augmenter(32, **options)
+    assert "allowed" in str(info.value)
+
+
+@pytest.mark.parametrize("size", [0, 3, (32,), (32, 32, 3), 32.0])
+def test_bad_image_size(size):
+    with pytest.raises(ConfigError, match="image_size"):
+        Augmenter(size)
+
+
+def test_from_hparams():
+    assert set(HPARAMS) <= set(Augmenter.__init__.__code__.co_varnames)
+    aug = Augmenter.from_hparams(32, {"strong_ops": 3, "cutout": 0.0})
+    assert aug.strong_ops == 3 and aug.cutout == 0.0 and aug.crop_p == 0.5
+    with pytest.raises(ConfigError, match="unknown option"):
+        Augmenter.from_hparams(32, {"strong_op": 3})
