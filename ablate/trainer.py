@@ -245,8 +245,10 @@ class Trainer:
             for key, value in component.end_epoch(self.epoch).items():
                 metrics[self._class_key(key)] = value
         metrics.update(self.evaluate())
-        best = max([m["test_acc"] for m in self.history] + [metrics["test_acc"]])
-        metrics["best_test_acc"] = best
+        # Best so far: ASHA and Optuna judge an early-stopped trial by it, not by a truncated last value.
+        for key in ("test_acc", "test_mean_class_acc", "val_acc", "val_mean_class_acc"):
+            if key in metrics:
+                metrics[f"best_{key}"] = max([m[key] for m in self.history] + [metrics[key]])
         self.history.append(metrics)
         return metrics
 

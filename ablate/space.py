@@ -1,0 +1,331 @@
+"""A study file: its schema, its validation, and its translation into a Ray Tune search.
+
+A study is a base config (the keys of a preset: ``data``, ``model``, ``trainer``, ``augment``, ``components``),
+optional named ``variants`` (overlays of the base, e.g. the rungs of an ablation ladder), the ``params`` to
+search (dotted config keys, or ``variant``), and how to search (``search``, ``scheduler``, ``resources``).
+Everything is checked before Ray starts; every error names the file, the key path, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ablate.config import Param, apply_overrides, get_dotted, load_yaml, parse_assignment, resolve_section, set_dotted
+from ablate.errors import ConfigError
+from ablate.experiment import SECTIONS, resolve_config
+
+STUDY_KEYS = ("name", "description", *SECTIONS, "variants", "search", "params", "scheduler", "resources")
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
+# The data keys a trial may change: all trials share one decoded data set, so the source is fixed.
+SEARCHABLE_DATA_KEYS = ("data.labels", "data.labels_per_class", "data.label_fraction", "data.split_seed", "data.val_per_class")
+METRICS = tuple(
+    f"{best}{split}_{name}" for best in ("", "best_") for split in ("test", "val") for name in ("acc", "mean_class_acc")
+)
+
+SEARCH_PARAMS = {
+    "algorithm": Param("optuna", "optuna (define-by-run), grid or random", choices=("optuna", "grid", "random")),
+    "sampler": Param("tpe", "optuna's sampler", choices=("tpe", "nsga2", "random")),
+    "metric": Param("best_test_acc", "the metric to optimise (best_*: best so far, fair to early-stopped trials)", choices=METRICS),
+    "mode": Param("max", "maximise or minimise the metric", choices=("max", "min")),
+    "num_samples": Param(1, "trials to sample (grid: repeats of the whole grid)", low=1),
+    "max_concurrent": Param(None, "trials running at once (null: as many as the resources allow)", kind=int, low=1),
+    "seed": Param(0, "the search's seed (Optuna's sampler, Ray's random sampling)"),
+    "repeats": Param(1, "each sampled config is trained with this many training seeds (trainer.seed + 0, 1, ...)", low=1),
+}
+SCHEDULER_PARAMS = {
+    "name": Param("none", "asha stops poor trials early; none runs every trial to the end", choices=("none", "asha")),
+    "grace_period": Param(1, "asha: epochs every trial runs", low=1),
+    "max_t": Param(None, "asha: the most epochs (default trainer.epochs)", kind=int, low=1),
+    "reduction_factor": Param(2.0, "asha: keep 1/reduction_factor of trials at each rung", low=1.0, open_low=True),
+}
+RESOURCES_PARAMS = {
+    "cpu": Param(1.0, "CPUs per trial (fractions allowed)", low=0.0, open_low=True),
+    "gpu": Param(0.0, "GPUs per trial: 1, or a fraction to share one (0.5, 0.25)", low=0.0, high=8.0),
+}
+
+
+@dataclass
+class Study:
+    """A validated study: the base config, the variants, the search space and how to run it."""
+
+    name: str
+    path: Path
+    base: dict[str, Any]  # resolved
+    variants: dict[str, dict[str, Any]]  # overlays, each checked to resolve on the base
+    params: dict[str, dict[str, Any]]  # key -> {distribution: args}
+    search: dict[str, Any]
+    scheduler: dict[str, Any]
+    resources: dict[str, Any]
+
+
+def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
+    """Read and validate a study file; ``overrides`` are ``--set key=value`` on the study's own keys."""
+    file = Path(path)
+    raw = load_yaml(file)
+    # params keys hold dots themselves: params.components.negative.rho=... names one key of params.
+    searched = [o for o in overrides if o.startswith("params.")]
+    raw = apply_overrides(raw, [o for o in overrides if not o.startswith("params.")])
+    for text in searched:
+        key, value = parse_assignment(text.removeprefix("params."))
+        raw.setdefault("params", {})[key] = value
+    try:
+        return build_study(raw, file)
+    except ConfigError as err:
+        raise ConfigError(f"{file}: {err}") from None
+
+
+def build_study(raw: Mapping[str, Any], file: Path) -> Study:
+    unknown = sorted(set(raw) - set(STUDY_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; allowed: {', '.join(STUDY_KEYS)}")
+    name = raw.get("name", file.stem)
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        raise ConfigError(f"name: {name!r} must be a non-empty word without slashes or spaces")
+    base_raw = {k: raw[k] for k in SECTIONS if k in raw}
+    base = resolve_config(base_raw, base_dir=Path.cwd())
+    variants = _check_variants(raw.get("variants"), base_raw)
+    search = resolve_section("search", raw.get("search"), SEARCH_PARAMS)
+    scheduler = resolve_section("scheduler", raw.get("scheduler"), SCHEDULER_PARAMS)
+    resources = resolve_section("resources", raw.get("resources"), RESOURCES_PARAMS)
+    params = _check_params(raw.get("params"), base, variants, search)
+    if scheduler["name"] == "asha":
+        scheduler["max_t"] = scheduler["max_t"] or base["trainer"]["epochs"]
+        if scheduler["grace_period"] > scheduler["max_t"]:
+            raise ConfigError(f"scheduler.grace_period: {scheduler['grace_period']} exceeds max_t {scheduler['max_t']}")
+    if search["metric"].removeprefix("best_").startswith("val") and base["data"]["val_per_class"] == 0:
+        raise ConfigError(f"search.metric: {search['metric']!r} needs a validation split; set data.val_per_class (e.g. 20)")
+    return Study(name, file, base, variants, params, search, scheduler, resources)
+
+
+def _check_variants(given: Any, base_raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping) or not given:
+        raise ConfigError(f"variants: expected a mapping of names to config overlays, got {given!r}")
+    variants = {}
+    for name, overlay in given.items():
+        if not isinstance(overlay, Mapping):
+            raise ConfigError(f"variants.{name}: expected a mapping of config keys, got {overlay!r}")
+        if "data" in overlay and any(k in overlay["data"] for k in ("name", "path", "options")):
+            raise ConfigError(f"variants.{name}.data: a variant may change the split, not the source (name, path, options)")
+        try:
+            resolve_config(merge(base_raw, overlay), base_dir=Path.cwd())
+        except ConfigError as err:
+            raise ConfigError(f"variants.{name}: {err}") from None
+        variants[str(name)] = dict(overlay)
+    return variants
+
+
+def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``overlay``'s keys merged in, mapping by mapping."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_params(given: Any, base: dict[str, Any], variants: dict[str, dict[str, Any]], search: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    given = {} if given is None else given
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"params: expected a mapping of dotted config keys to distributions, got {given!r}")
+    params: dict[str, dict[str, Any]] = {}
+    for key, spec in given.items():
+        where = f"params.{key}"
+        if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}: expected one of {', '.join(DISTRIBUTIONS)} with its values, e.g. {{uniform: [0.7, 0.95]}}; got {spec!r}")
+        kind, values = next(iter(spec.items()))
+        if kind == "grid" and search["algorithm"] == "optuna":
+            raise ConfigError(f"{where}: grid needs search.algorithm grid or random; with optuna use choice")
+        candidates = _spec_values(where, kind, values)
+        if key == "variant":
+            if not variants:
+                raise ConfigError(f"{where}: the study defines no variants; add a `variants:` mapping")
+            for value in candidates:
+                if value not in variants:
+                    raise ConfigError(f"{where}: unknown variant {value!r}; allowed: {', '.join(variants)}")
+        else:
+            _check_key(where, key, candidates, base)
+        params[key] = {kind: values}
+    _check_conditionals(params, base, variants)
+    return params
+
+
+def _spec_values(where: str, kind: str, values: Any) -> list[Any]:
+    """The values whose validity stands for the whole distribution: its end points, or every choice."""
+    if kind in ("choice", "grid"):
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.{kind}: expected a non-empty list of values, got {values!r}")
+        return values
+    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise ConfigError(f"{where}.{kind}: expected [low, high], got {values!r}")
+    low, high = values
+    if not low < high:
+        raise ConfigError(f"{where}.{kind}: low {low} must be below high {high}")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"{where}.loguniform: low must be > 0, got {low}")
+    if kind == "int" and not all(isinstance(v, int) for v in values):
+        raise ConfigError(f"{where}.int: expected integer bounds, got {values!r}")
+    return [float(low), float(high)] if kind != "int" else [low, high]
+
+
+def _check_key(where: str, key: str, candidates: list[Any], base: dict[str, Any]) -> None:
+    if key.startswith("data.") and key not in SEARCHABLE_DATA_KEYS:
+        raise ConfigError(f"{where}: trials share one data set, so only the split can be searched; allowed: {', '.join(SEARCHABLE_DATA_KEYS)}")
+    try:
+        get_dotted(base, key)
+    except KeyError:
+        raise ConfigError(f"{where}: {key!r} is not a config key (e.g. components.negative.rho, trainer.lr)") from None
+    if key.startswith("model.") and key != "model.dropout":
+        raise ConfigError(f"{where}: only model.dropout can be searched; run one study per backbone")
+    for value in candidates:
+        config = copy.deepcopy(base)
+        set_dotted(config, key, value)
+        if key in ("data.labels_per_class", "data.label_fraction"):
+            config["data"]["labels"] = None
+        try:
+            resolve_config(config)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+
+def component_of(key: str) -> str | None:
+    """components.negative.rho -> negative; None for keys outside a component or for the switch itself."""
+    parts = key.split(".")
+    return parts[1] if parts[0] == "components" and len(parts) == 3 and parts[2] != "enabled" else None
+
+
+def _check_conditionals(params: dict[str, Any], base: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
+    """A component's parameter is searched only where the component can be on."""
+    for key in params:
+        comp = component_of(key)
+        if comp is None:
+            continue
+        can_be_on = base["components"][comp]["enabled"] or f"components.{comp}.enabled" in params or any(
+            v.get("components", {}).get(comp, {}).get("enabled") for v in variants.values()
+        )
+        if not can_be_on:
+            raise ConfigError(
+                f"params.{key}: components.{comp} is not enabled in the base config, any variant or the search; "
+                f"enable it (components.{comp}.enabled: true) or drop the parameter"
+            )
+
+
+# ---- a trial's config ------------------------------------------------------------------------------------
+
+
+def trial_config(base: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]], sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config of one trial: the base, its variant, then the sampled values; ``__trial_index__``
+    (set by a repeated search) is added to the training seed."""
+    raw = copy.deepcopy(dict(base))
+    if "variant" in sampled:
+        raw = merge(raw, variants[sampled["variant"]])
+    for key, value in sampled.items():
+        if key in ("variant", "__trial_index__"):
+            continue
+        set_dotted(raw, key, value)
+        if key in ("data.labels_per_class", "data.label_fraction"):
+            raw["data"]["labels"] = None
+    config = resolve_config(raw)
+    config["trainer"]["seed"] += int(sampled.get("__trial_index__", 0))
+    return config
+
+
+# ---- the search, in Ray's terms ---------------------------------------------------------------------------
+
+
+def ray_param_space(study: Study) -> dict[str, Any]:
+    """Ray Tune's param_space for the grid and random algorithms."""
+    from ray import tune
+
+    space = {}
+    for key, spec in study.params.items():
+        kind, values = next(iter(spec.items()))
+        space[key] = {
+            "uniform": lambda v: tune.uniform(*v),
+            "loguniform": lambda v: tune.loguniform(*v),
+            "int": lambda v: tune.randint(v[0], v[1] + 1),
+            "choice": tune.choice,
+            "grid": tune.grid_search,
+        }[kind](values)
+    if study.search["repeats"] > 1:
+        space["__trial_index__"] = tune.grid_search(list(range(study.search["repeats"])))
+    return space
+
+
+def define_by_run(study: Study) -> Callable[[Any], None]:
+    """Optuna's define-by-run space: the variant and the component switches first, then each component's
+    parameters only when the component is on in this trial (so Optuna never tunes a parameter that does nothing)."""
+    order = sorted(study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), k))
+
+    def space(trial) -> None:
+        enabled = {name: hp["enabled"] for name, hp in study.base["components"].items()}
+        for key in order:
+            comp = component_of(key)
+            if comp is not None and not enabled[comp]:
+                continue
+            value = suggest(trial, key, study.params[key])
+            if key == "variant":
+                for name, hp in study.variants[value].get("components", {}).items():
+                    if "enabled" in hp:
+                        enabled[name] = hp["enabled"]
+            elif key.endswith(".enabled") and key.startswith("components."):
+                enabled[key.split(".")[1]] = value
+
+    return space
+
+
+def suggest(trial, key: str, spec: Mapping[str, Any]) -> Any:
+    kind, values = next(iter(spec.items()))
+    if kind == "uniform":
+        return trial.suggest_float(key, *values)
+    if kind == "loguniform":
+        return trial.suggest_float(key, *values, log=True)
+    if kind == "int":
+        return trial.suggest_int(key, *values)
+    return trial.suggest_categorical(key, values)
+
+
+def make_sampler(study: Study):
+    import optuna
+
+    seed = study.search["seed"]
+    return {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[study.search["sampler"]]()
+
+
+def make_search_alg(study: Study):
+    """OptunaSearch for optuna, repeated over training seeds (None for grid/random: Ray's variant generator)."""
+    from ray.tune.search import Repeater
+
+    if study.search["algorithm"] != "optuna":
+        return None
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(space=define_by_run(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study))
+    if study.search["repeats"] > 1:
+        searcher = Repeater(searcher, repeat=study.search["repeats"], set_index=True)
+    return searcher
+
+
+def make_scheduler(study: Study):
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = study.scheduler
+    if s["name"] == "none":
+        return None
+    return ASHAScheduler(time_attr="epoch", max_t=s["max_t"], grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+
+
+def grid_size(study: Study) -> int:
+    return math.prod(len(spec["grid"]) for spec in study.params.values() if "grid" in spec)
