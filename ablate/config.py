@@ -34,6 +34,7 @@ class Param:
     open_high: bool = False
     nullable: bool = False
     kind: type | None = None  # the type, when the default (None, say) does not tell it
+    when: tuple[str, Any] | None = None  # (sibling, value): the parameter matters only when sibling == value
 
     def check(self, key: str, value: Any) -> Any:
         if value is None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ablate.config import Param, apply_overrides, get_dotted, load_yaml, parse_assignment, resolve_section, set_dotted
+from ablate.components import COMPONENTS
+from ablate.config import Param, apply_overrides, flatten, get_dotted, load_yaml, parse_assignment, resolve_section, set_dotted
 from ablate.errors import ConfigError
 from ablate.experiment import SECTIONS, resolve_config
 
@@ -261,25 +262,37 @@ def ray_param_space(study: Study) -> dict[str, Any]:
 
 
 def define_by_run(study: Study) -> Callable[[Any], None]:
-    """Optuna's define-by-run space: the variant and the component switches first, then each component's
-    parameters only when the component is on in this trial (so Optuna never tunes a parameter that does nothing)."""
-    order = sorted(study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), k))
+    """Optuna's define-by-run space. The variant and the switches are sampled first; then a component's
+    parameter only when its component is on in this trial, and a parameter declared with ``when`` (e.g. the
+    fixed threshold: when mode is fixed) only when its sibling has that value. So Optuna never tunes a
+    parameter that does nothing in the trial."""
+    order = sorted(study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), _condition(k) is not None, k))
 
     def space(trial) -> None:
-        enabled = {name: hp["enabled"] for name, hp in study.base["components"].items()}
+        values = flatten(study.base)
         for key in order:
-            comp = component_of(key)
-            if comp is not None and not enabled[comp]:
-                continue
-            value = suggest(trial, key, study.params[key])
             if key == "variant":
-                for name, hp in study.variants[value].get("components", {}).items():
-                    if "enabled" in hp:
-                        enabled[name] = hp["enabled"]
-            elif key.endswith(".enabled") and key.startswith("components."):
-                enabled[key.split(".")[1]] = value
+                value = suggest(trial, key, study.params[key])
+                values.update(flatten(study.variants[value]))
+                continue
+            comp = component_of(key)
+            if comp is not None and not values[f"components.{comp}.enabled"]:
+                continue
+            condition = _condition(key)
+            if condition is not None and values.get(condition[0]) != condition[1]:
+                continue
+            values[key] = suggest(trial, key, study.params[key])
 
     return space
+
+
+def _condition(key: str) -> tuple[str, Any] | None:
+    """components.threshold.fixed -> ("components.threshold.mode", "fixed"): the sibling it depends on."""
+    comp = component_of(key)
+    if comp is None:
+        return None
+    param = COMPONENTS.get(comp).all_params()[key.split(".")[2]]
+    return None if param.when is None else (f"components.{comp}.{param.when[0]}", param.when[1])
 
 
 def suggest(trial, key: str, spec: Mapping[str, Any]) -> Any:

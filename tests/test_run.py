@@ -152,3 +152,42 @@ def test_params_overrides_keep_their_dots():
     study = load_study(SMOKE, ["params.components.negative.rho={uniform: [0.8, 0.9]}", "search.num_samples=2"])
     assert study.params["components.negative.rho"] == {"uniform": [0.8, 0.9]}
     assert study.search["num_samples"] == 2
+
+
+def test_define_by_run_samples_only_parameters_that_act():
+    import optuna
+
+    from ablate.space import define_by_run
+
+    study = load_study(ROOT / "search_spaces" / "thresholds.yaml")
+    space = define_by_run(study)
+    optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    modes = set()
+    for _ in range(12):
+        trial = optuna_study.ask()
+        space(trial)
+        mode = trial.params["components.threshold.mode"]
+        modes.add(mode)
+        assert ("components.threshold.fixed" in trial.params) == (mode == "fixed")
+        assert ("components.threshold.floor" in trial.params) == (mode == "adaptive")
+        assert "components.negative.rho" in trial.params
+        optuna_study.tell(trial, 0.0)
+    assert modes == {"fixed", "adaptive"}
+
+
+def test_define_by_run_skips_a_component_switched_off():
+    import optuna
+
+    from ablate.space import define_by_run
+
+    study = load_study(SMOKE, ["params.components.negative.enabled={choice: [true, false]}"])
+    optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(10):
+        trial = optuna_study.ask()
+        define_by_run(study)(trial)
+        on = trial.params["components.negative.enabled"]
+        seen.add(on)
+        assert ("components.negative.rho" in trial.params) == on
+        optuna_study.tell(trial, 0.0)
+    assert seen == {True, False}

@@ -102,11 +102,11 @@ class Negative(Component):
         "rho": Param(0.9, "candidate set: the fewest top classes whose probability mass reaches rho", low=0.0, high=1.0, open_low=True),
         "schedule": Param("linear", "how the number of complementary labels grows", choices=("linear", "step", "none")),
         "start": Param(1, "complementary labels a sample may receive at the start", low=1),
-        "step_epochs": Param(1.0, "schedule=step: epochs between increments", low=0.0, open_low=True),
+        "step_epochs": Param(1.0, "schedule=step: epochs between increments", low=0.0, open_low=True, when=("schedule", "step")),
         "disambiguation": Param(True, "the confidence table over the candidate set and its partial-label loss"),
-        "disambiguation_weight": Param(1.0, "weight of the partial-label loss inside this component", low=0.0),
-        "momentum_start": Param(0.95, "confidence-table momentum at the start", low=0.0, high=1.0),
-        "momentum_end": Param(0.8, "confidence-table momentum at the end", low=0.0, high=1.0),
+        "disambiguation_weight": Param(1.0, "weight of the partial-label loss inside this component", low=0.0, when=("disambiguation", True)),
+        "momentum_start": Param(0.95, "confidence-table momentum at the start", low=0.0, high=1.0, when=("disambiguation", True)),
+        "momentum_end": Param(0.8, "confidence-table momentum at the end", low=0.0, high=1.0, when=("disambiguation", True)),
     }
 
     def __init__(self, hp, ctx):

@@ -49,11 +49,11 @@ class Threshold(Component):
     name = "threshold"
     params = {
         "mode": Param("adaptive", "fixed (FixMatch) or adaptive (Ada-CM)", choices=("fixed", "adaptive")),
-        "fixed": Param(0.95, "the fixed threshold", low=0.0, high=1.0),
-        "floor": Param(0.8, "adaptive: the lowest margin", low=0.0, high=1.0),
-        "scale": Param(0.97, "adaptive: factor on the mean confidence", low=0.0, high=2.0, open_low=True),
-        "update": Param("epoch", "adaptive: recompute margins after each epoch or each step", choices=("epoch", "step")),
-        "window": Param(1024, "adaptive, update=step: labeled predictions in the running window", low=1),
+        "fixed": Param(0.95, "the fixed threshold", low=0.0, high=1.0, when=("mode", "fixed")),
+        "floor": Param(0.8, "adaptive: the lowest margin", low=0.0, high=1.0, when=("mode", "adaptive")),
+        "scale": Param(0.97, "adaptive: factor on the mean confidence", low=0.0, high=2.0, open_low=True, when=("mode", "adaptive")),
+        "update": Param("epoch", "adaptive: recompute margins after each epoch or each step", choices=("epoch", "step"), when=("mode", "adaptive")),
+        "window": Param(1024, "adaptive, update=step: labeled predictions in the running window", low=1, when=("update", "step")),
     }
 
     def __init__(self, hp, ctx):
