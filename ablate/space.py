@@ -318,11 +318,13 @@ def make_sampler(study: Study):
 
 
 def make_search_alg(study: Study):
-    """OptunaSearch for optuna, repeated over training seeds (None for grid/random: Ray's variant generator)."""
+    """OptunaSearch for optuna, repeated over training seeds; Ray's variant generator, seeded, for grid/random."""
     from ray.tune.search import Repeater
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if study.search["algorithm"] != "optuna":
-        return None
+        # constant_grid_search: the random values are drawn once and shared by every grid point
+        return BasicVariantGenerator(random_state=study.search["seed"], constant_grid_search=True)
     from ray.tune.search.optuna import OptunaSearch
 
     searcher = OptunaSearch(space=define_by_run(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study))
