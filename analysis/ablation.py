@@ -1,0 +1,62 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium", app_title="Ablation ladder")
+
+with app.setup:
+    # The ablation ladder of a study's results folder: which component earns its keep, per label budget.
+    #   python analysis/ablation.py -- results/ablation --out results/ablation/report/ablation
+    #   marimo edit analysis/ablation.py -- results/ablation
+    # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    import sys
+    from pathlib import Path
+
+    import marimo as mo
+
+    _root = str(Path(__file__).resolve().parents[1])
+    if _root not in sys.path:
+        sys.path.insert(0, _root)
+    from analysis import sections
+
+
+@app.cell
+def _():
+    args, res, problem = sections.notebook_setup("ablation", script=mo.app_meta().mode == "script")
+    mo.stop(res is None, mo.md(f"**{problem}**"))
+    return args, res
+
+
+@app.cell
+def _(args, res):
+    section = sections.ablation(res, which=args.which)
+    mo.md(f"# {section.title}\n\n" + "\n".join(f"- {note}" for note in section.notes))
+    return (section,)
+
+
+@app.cell
+def _(section):
+    ladder = section.table("ladder")
+    mo.vstack([mo.md(f"## {ladder.title}\n\n{ladder.caption}"), ladder.display])
+    return
+
+
+@app.cell
+def _(section):
+    section.figure("ladder").figure
+    return
+
+
+@app.cell
+def _(section):
+    mo.accordion({"The ladder's numbers (as written to ladder.csv)": section.table("ladder").data})
+    return
+
+
+@app.cell
+def _(args, section):
+    mo.md(sections.export_note(section, args.out))
+    return
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,65 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium", app_title="Training dynamics")
+
+with app.setup:
+    # What happened during training: per-class thresholds, mask rate and pseudo-label accuracy, the negative
+    # component's correctness over epochs, and the best trial's per-class accuracy and confusion matrix.
+    #   python analysis/dynamics.py -- results/ablation --out results/ablation/report/dynamics
+    #   marimo edit analysis/dynamics.py -- results/ablation
+    # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    import sys
+    from pathlib import Path
+
+    import marimo as mo
+
+    _root = str(Path(__file__).resolve().parents[1])
+    if _root not in sys.path:
+        sys.path.insert(0, _root)
+    from analysis import sections
+
+
+@app.cell
+def _():
+    args, res, problem = sections.notebook_setup("dynamics", script=mo.app_meta().mode == "script")
+    mo.stop(res is None, mo.md(f"**{problem}**"))
+    return args, res
+
+
+@app.cell
+def _(res):
+    section = sections.dynamics(res)
+    mo.md(f"# {section.title}\n\n" + "\n".join(f"- {note}" for note in section.notes))
+    return (section,)
+
+
+@app.cell
+def _(section):
+    thresholds = section.table("thresholds")
+    mo.vstack([mo.md(f"## {thresholds.title}\n\n{thresholds.caption}"), section.figure("thresholds").figure, thresholds.data])
+    return
+
+
+@app.cell
+def _(section):
+    mo.vstack([mo.md(f"## {section.table('unlabeled').title}"), section.figure("unlabeled").figure,
+               mo.md(f"## {section.table('negative').title}"), section.figure("negative").figure])
+    return
+
+
+@app.cell
+def _(section):
+    mo.vstack([mo.md(f"## {section.table('per_class').title}\n\n{section.table('per_class').caption}"),
+               mo.hstack([section.figure("per_class").figure, section.figure("confusion").figure])])
+    return
+
+
+@app.cell
+def _(args, section):
+    mo.md(sections.export_note(section, args.out))
+    return
+
+
+if __name__ == "__main__":
+    app.run()
