@@ -126,6 +126,7 @@ class Trainer:
         self.components = {name: COMPONENTS.get(name)(enabled[name], ctx) for name in ORDER if enabled[name]["enabled"]}
         if "ema" in self.components:
             self.components["ema"].attach(self.model)
+        self.uses_unlabeled = any(name in self.components for name in ("threshold", "pseudo_label", "contrastive", "negative"))
 
         self.optimizer = self._make_optimizer()
         total = tc["epochs"] * tc["steps_per_epoch"]
@@ -171,6 +172,10 @@ class Trainer:
             ll, lw1, lw2, ls = logits.split(sizes)
             _, fw1, fw2, _ = feats.split(sizes)
             return Views(ll, lw1, lw2, ls, fw1, fw2)
+        if not len(w1):
+            ll, fl = self._forward(self.model, x_l)
+            empty_logits, empty_feats = ll[:0], fl[:0]
+            return Views(ll, empty_logits, empty_logits, empty_logits, empty_feats, empty_feats)
         ll, _ = self._forward(self.model, x_l)
         lw1, fw1 = self._forward(self.model, w1)
         lw2, fw2 = self._forward(self.model, w2)
@@ -191,7 +196,9 @@ class Trainer:
         tc = self.tc
         self.model.train()
         idx_l = self._draw(self.labeled, tc["batch_size"])
-        pos_u = torch.randint(len(self.unlabeled), (tc["batch_size"] * tc["mu"],), device=self.device, generator=self.generator)
+        # Supervised-only configs draw no unlabeled batch: nothing would read it.
+        n_u = tc["batch_size"] * tc["mu"] if self.uses_unlabeled else 0
+        pos_u = torch.randint(len(self.unlabeled), (n_u,), device=self.device, generator=self.generator)
         idx_u = self.unlabeled[pos_u]
         g = self.generator
         x_l = self.augmenter.weak(self.images[idx_l], generator=g)

@@ -137,3 +137,13 @@ def test_cuda_asked_for_on_a_cpu_machine(faces):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="trainer.device: 'cuda' was asked for but this machine has no CUDA GPU"):
         Trainer(lion_config("trainer.device=cuda"), faces)
+
+
+def test_supervised_only_draws_no_unlabeled_batch(faces, monkeypatch):
+    config = load_config("presets/supervised.yaml", TINY + ["trainer.epochs=1"])
+    trainer = Trainer(config, faces)
+    sizes = []
+    original = trainer.augmenter.strong
+    monkeypatch.setattr(trainer.augmenter, "strong", lambda x, generator=None: sizes.append(len(x)) or original(x, generator=generator))
+    trainer.fit()
+    assert sizes == [0, 0]  # two steps, no unlabeled images augmented
