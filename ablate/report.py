@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ablate.cli import guarded
 from ablate.errors import AblateError
 
 ANALYSES = ("ablation", "search", "dynamics")
@@ -53,13 +54,7 @@ def report(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        report(args)
-    except AblateError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return guarded(report, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from ablate.data import load_data
+from ablate.cli import guarded
 from ablate.errors import AblateError, ConfigError
 from ablate.io import atomic_write_text
 from ablate.space import Study, grid_size, load_study, make_scheduler, make_search_alg, ray_param_space
@@ -159,13 +160,7 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except AblateError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return guarded(run, parse_args(argv))
 
 
 if __name__ == "__main__":

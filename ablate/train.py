@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from ablate.data import load_data
+from ablate.cli import guarded
 from ablate.errors import AblateError
 from ablate.experiment import load_config, preset_path, resolve_config
 from ablate.io import atomic_torch_save, atomic_write_text, write_jsonl
@@ -97,13 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except AblateError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return guarded(run, parse_args(argv))
 
 
 if __name__ == "__main__":

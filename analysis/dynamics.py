@@ -9,14 +9,8 @@ with app.setup:
     #   python analysis/dynamics.py -- results/ablation --out results/ablation/report/dynamics
     #   marimo edit analysis/dynamics.py -- results/ablation
     # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
-    import sys
-    from pathlib import Path
-
     import marimo as mo
 
-    _root = str(Path(__file__).resolve().parents[1])
-    if _root not in sys.path:
-        sys.path.insert(0, _root)
     from analysis import sections
 
 

@@ -9,14 +9,8 @@ with app.setup:
     #   python analysis/search.py -- results/lion --out results/lion/report/search
     #   marimo edit analysis/search.py -- results/lion
     # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
-    import sys
-    from pathlib import Path
-
     import marimo as mo
 
-    _root = str(Path(__file__).resolve().parents[1])
-    if _root not in sys.path:
-        sys.path.insert(0, _root)
     from analysis import sections
 
 
