@@ -19,7 +19,7 @@ import polars as pl
 
 from ablate.data import load_data
 from ablate.cli import guarded
-from ablate.errors import AblateError, ConfigError
+from ablate.errors import ConfigError
 from ablate.io import atomic_write_text
 from ablate.space import Study, grid_size, load_study, make_scheduler, make_search_alg, ray_param_space
 

@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ablate.augment import Augmenter
 from ablate.components import COMPONENTS, ORDER, Context, StepBatch

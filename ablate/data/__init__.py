@@ -10,15 +10,8 @@ from ablate.errors import ConfigError
 from ablate.data.base import FaceSet
 from ablate.data.registry import DATASETS, register_dataset
 
-# Importing the source modules registers them.  TEMPORARY guard while the modules are being written.
-import importlib as _importlib
-
-for _name in ("synthfer", "rafdb", "fer2013", "folder"):
-    try:
-        _importlib.import_module(f"ablate.data.{_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"ablate.data.{_name}":
-            raise
+# Importing the source modules registers them.
+from ablate.data import fer2013, folder, rafdb, synthfer  # noqa: E402,F401
 
 
 def load_dataset(name: str, path: str | None = None, **options) -> FaceSet:
