@@ -13,7 +13,7 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ablate.components import COMPONENTS
 from ablate.config import Param, apply_overrides, flatten, get_dotted, load_yaml, parse_assignment, resolve_section, set_dotted
@@ -261,19 +261,23 @@ def ray_param_space(study: Study) -> dict[str, Any]:
     return space
 
 
-def define_by_run(study: Study) -> Callable[[Any], None]:
+class DefineByRun:
     """Optuna's define-by-run space. The variant and the switches are sampled first; then a component's
     parameter only when its component is on in this trial, and a parameter declared with ``when`` (e.g. the
     fixed threshold: when mode is fixed) only when its sibling has that value. So Optuna never tunes a
-    parameter that does nothing in the trial."""
-    order = sorted(study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), _condition(k) is not None, k))
+    parameter that does nothing in the trial. A class, not a closure: Ray pickles the searcher to resume it."""
 
-    def space(trial) -> None:
-        values = flatten(study.base)
-        for key in order:
+    def __init__(self, study: Study):
+        self.base = flatten(study.base)
+        self.variants = {name: flatten(overlay) for name, overlay in study.variants.items()}
+        self.params = study.params
+        self.order = sorted(study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), _condition(k) is not None, k))
+
+    def __call__(self, trial) -> None:
+        values = dict(self.base)
+        for key in self.order:
             if key == "variant":
-                value = suggest(trial, key, study.params[key])
-                values.update(flatten(study.variants[value]))
+                values.update(self.variants[suggest(trial, key, self.params[key])])
                 continue
             comp = component_of(key)
             if comp is not None and not values[f"components.{comp}.enabled"]:
@@ -281,9 +285,7 @@ def define_by_run(study: Study) -> Callable[[Any], None]:
             condition = _condition(key)
             if condition is not None and values.get(condition[0]) != condition[1]:
                 continue
-            values[key] = suggest(trial, key, study.params[key])
-
-    return space
+            values[key] = suggest(trial, key, self.params[key])
 
 
 def _condition(key: str) -> tuple[str, Any] | None:
@@ -327,7 +329,7 @@ def make_search_alg(study: Study):
         return BasicVariantGenerator(random_state=study.search["seed"], constant_grid_search=True)
     from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(space=define_by_run(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study))
+    searcher = OptunaSearch(space=DefineByRun(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study))
     if study.search["repeats"] > 1:
         searcher = Repeater(searcher, repeat=study.search["repeats"], set_index=True)
     return searcher

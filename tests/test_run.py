@@ -67,7 +67,8 @@ def _finished_trials(experiment: Path, epochs: int) -> int:
 
 def test_resume_after_the_driver_is_killed(tmp_path):
     args = [sys.executable, "-m", "ablate.run", "--space", SMOKE, "--storage", str(tmp_path), "--name", "cut",
-            "--set", "search.num_samples=5", "--set", "search.max_concurrent=1", "--set", "trainer.epochs=3"]
+            "--set", "search.num_samples=5", "--set", "search.max_concurrent=1", "--set", "trainer.epochs=3",
+            "--set", "search.algorithm=optuna"]  # Optuna's searcher state must survive the kill too
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     experiment = tmp_path / "cut" / "ray"
@@ -85,7 +86,8 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     assert not (tmp_path / "cut" / "trials.parquet").exists() or len(finished) < 5
 
     assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "cut", "--resume",
-                     "--set", "search.num_samples=5", "--set", "search.max_concurrent=1", "--set", "trainer.epochs=3"]) == 0
+                     "--set", "search.num_samples=5", "--set", "search.max_concurrent=1", "--set", "trainer.epochs=3",
+                     "--set", "search.algorithm=optuna"]) == 0
     after = {p.parent.name: p.read_text() for p in experiment.glob("*/result.json")}
     for name in finished:  # finished trials were not run again
         assert after[name] == before[name]
@@ -154,13 +156,22 @@ def test_params_overrides_keep_their_dots():
     assert study.search["num_samples"] == 2
 
 
+def test_the_optuna_space_pickles():
+    import pickle
+
+    from ablate.space import DefineByRun
+
+    space = DefineByRun(load_study(ROOT / "search_spaces" / "lion.yaml"))
+    assert pickle.loads(pickle.dumps(space)).order == space.order
+
+
 def test_define_by_run_samples_only_parameters_that_act():
     import optuna
 
-    from ablate.space import define_by_run
+    from ablate.space import DefineByRun
 
     study = load_study(ROOT / "search_spaces" / "thresholds.yaml")
-    space = define_by_run(study)
+    space = DefineByRun(study)
     optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     modes = set()
     for _ in range(12):
@@ -178,14 +189,14 @@ def test_define_by_run_samples_only_parameters_that_act():
 def test_define_by_run_skips_a_component_switched_off():
     import optuna
 
-    from ablate.space import define_by_run
+    from ablate.space import DefineByRun
 
     study = load_study(SMOKE, ["params.components.negative.enabled={choice: [true, false]}"])
     optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
     for _ in range(10):
         trial = optuna_study.ask()
-        define_by_run(study)(trial)
+        DefineByRun(study)(trial)
         on = trial.params["components.negative.enabled"]
         seen.add(on)
         assert ("components.negative.rho" in trial.params) == on
