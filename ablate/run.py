@@ -42,12 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def study_overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.set)
+    overrides = []
     if args.data:
         name, _, path = args.data.partition(":")
         overrides += [f"data.name={name}", f"data.path={path or 'null'}"]
         if name != "synthfer":
             overrides.append("data.options={}")  # synthfer's options do not apply to a real source
+    overrides += args.set  # after --data, so --set data.options=... still applies
     if args.num_samples is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
     if args.name:

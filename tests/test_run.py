@@ -202,3 +202,8 @@ def test_define_by_run_skips_a_component_switched_off():
         assert ("components.negative.rho" in trial.params) == on
         optuna_study.tell(trial, 0.0)
     assert seen == {True, False}
+
+
+def test_data_flag_then_set_overrides():
+    args = run.parse_args(["--space", SMOKE, "--data", "fer2013:/data/fer", "--set", "data.options={image_size: 40}", "--num-samples", "3"])
+    assert run.study_overrides(args) == ["data.name=fer2013", "data.path=/data/fer", "data.options={}", "data.options={image_size: 40}", "search.num_samples=3"]
