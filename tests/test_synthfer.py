@@ -1,0 +1,119 @@
+"""synthfer: RAF-DB's classes and sizes, determinism, independent splits, soft labels, option errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ablate.data.registry import DATASETS
+from ablate.data import synthfer as sf
+from ablate.data.synthfer import CLASS_NAMES, load_synthfer, synthfer_counts
+from ablate.errors import ConfigError, DataError
+
+RAFDB_TRAIN = [1290, 281, 717, 4772, 1982, 705, 2524]
+RAFDB_TEST = [329, 74, 160, 1185, 478, 162, 680]
+SMALL = dict(scale=0.02, image_size=32)  # 247 + 62 images: renders in well under a second
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_synthfer(None, seed=0, **SMALL)
+
+
+def test_classes_are_rafdb_in_rafdb_order(small):
+    assert CLASS_NAMES == ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+    assert small.class_names == CLASS_NAMES
+    assert small.split_names == ("train", "test")
+
+
+def test_registered_as_synthfer():
+    assert DATASETS.get("synthfer") is load_synthfer
+
+
+def test_default_counts_are_rafdb_without_rendering():
+    counts = synthfer_counts(1.0)
+    assert counts == {"train": RAFDB_TRAIN, "test": RAFDB_TEST}
+    assert sum(counts["train"]) == 12271 and sum(counts["test"]) == 3068
+
+
+def test_scaled_counts_round_and_keep_every_class():
+    assert synthfer_counts(0.1)["train"] == [round(n * 0.1) for n in RAFDB_TRAIN]
+    assert synthfer_counts(1e-6) == {"train": [1] * 7, "test": [1] * 7}
+
+
+def test_rendered_counts_follow_scale(small):
+    counts = synthfer_counts(SMALL["scale"])
+    assert small.class_counts("train") == counts["train"]
+    assert small.class_counts("test") == counts["test"]
+
+
+def test_shapes_and_dtypes(small):
+    n = sum(map(sum, synthfer_counts(SMALL["scale"]).values()))
+    assert small.images.shape == (n, 3, 32, 32) and small.images.dtype == torch.uint8
+    assert small.labels.dtype == torch.int64 and small.split.dtype == torch.int64
+    assert small.soft_labels.shape == (n, 7) and small.soft_labels.dtype == torch.float32
+    assert int(small.images.float().std()) > 10  # not blank
+
+
+def test_same_seed_is_byte_identical_and_another_seed_differs(small):
+    again = load_synthfer(None, seed=0, **SMALL)
+    assert torch.equal(small.images, again.images)
+    assert torch.equal(small.labels, again.labels)
+    assert torch.equal(small.soft_labels, again.soft_labels)
+    other = load_synthfer(None, seed=1, **SMALL)
+    assert not torch.equal(small.images, other.images)
+    assert (small.images != other.images).float().mean() > 0.5
+
+
+def test_chunking_does_not_change_pixels(monkeypatch):
+    reference, _ = sf.render_split(3, "train", [5] * 7, 32)
+    monkeypatch.setattr(sf, "CHUNK", 7)
+    rechunked, _ = sf.render_split(3, "train", [5] * 7, 32)
+    assert torch.equal(reference, rechunked)
+
+
+def test_train_and_test_are_different_faces():
+    # The same class counts in both splits: were the streams shared, the faces would repeat.
+    train, p_train = sf.render_split(0, "train", [4] * 7, 32)
+    test, p_test = sf.render_split(0, "test", [4] * 7, 32)
+    assert not torch.equal(p_train["face_w"], p_test["face_w"])
+    flat_train, flat_test = train.flatten(1), test.flatten(1)
+    same = (flat_train[:, None] == flat_test[None]).all(-1)
+    assert not same.any()
+
+
+def test_soft_labels_are_distributions_led_by_the_hard_label(small):
+    soft = small.soft_labels
+    assert (soft >= 0).all()
+    assert torch.allclose(soft.sum(1), torch.ones(len(soft)), atol=1e-5)
+    assert torch.equal(soft.argmax(1), small.labels)
+    assert (soft.max(1).values > 0.5).all()
+    assert (soft.max(1).values < 0.999).any()  # there is ambiguity to learn around
+
+
+@pytest.mark.parametrize("size", [31, 225, 64.0, True])
+def test_image_size_out_of_range_is_a_config_error(size):
+    with pytest.raises(ConfigError, match=r"image_size.*32.*224"):
+        load_synthfer(None, image_size=size, scale=1e-6)
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_image_size_bounds_are_allowed(size):
+    data = load_synthfer(None, image_size=size, scale=1e-6)
+    assert data.images.shape[1:] == (3, size, size)
+
+
+def test_a_path_is_a_data_error():
+    with pytest.raises(DataError, match="path"):
+        load_synthfer("/data/rafdb", scale=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, "big"])
+def test_bad_scale_is_a_config_error(scale):
+    with pytest.raises(ConfigError, match="scale"):
+        load_synthfer(None, scale=scale)
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(TypeError, match="colour"):
+        load_synthfer(None, colour=True)
