@@ -23,6 +23,10 @@ from ablate.errors import ConfigError
 from ablate.io import atomic_write_text
 from ablate.space import Study, grid_size, load_study, make_scheduler, make_search_alg, ray_param_space
 
+# num_to_keep=1 forces an experiment snapshot after every epoch checkpoint, which is what makes --resume lose
+# nothing; Tune warns about that frequency on every epoch, so the warning is switched off.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
 EXPERIMENT = "ray"  # Ray's experiment folder inside results/<name>/
 STUDY_FILE = "study.json"  # the validated study, so the tables can be rebuilt from the files alone
 
