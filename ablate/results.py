@@ -8,15 +8,14 @@ last report of an epoch wins).
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ablate.config import flatten
+from ablate.io import atomic_path
 from ablate.space import trial_config
 
 # Ray's bookkeeping fields that the tables leave out.
@@ -81,14 +80,8 @@ def epoch_rows(trial: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     """Write to a temporary name in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def collect(experiment: Path, out: Path, study: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from ablate.data.base import FaceSet
+from ablate.io import atomic_torch_save
 from ablate.data.decode import faceset_from_files, report_skipped
 from ablate.errors import DataError
 
@@ -66,7 +67,6 @@ def _slot_prefix(entry: Path) -> str:
 
 def save_entry(entry: Path, faceset: FaceSet) -> None:
     """Write atomically (temporary name + rename), then drop older entries of the same slot (stale listings)."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "version": CACHE_VERSION,
         "images": faceset.images,
@@ -76,14 +76,7 @@ def save_entry(entry: Path, faceset: FaceSet) -> None:
         "class_names": list(faceset.class_names),
         "skipped": list(faceset.skipped),
     }
-    fd, tmp = tempfile.mkstemp(prefix=entry.name + ".", suffix=".tmp", dir=entry.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, entry)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(entry, payload)
     for old in entry.parent.glob(_slot_prefix(entry) + "*.pt"):
         if old != entry:
             old.unlink(missing_ok=True)
