@@ -20,7 +20,7 @@ import torch
 
 from ablate.augment import Augmenter
 from ablate.components import COMPONENTS, ORDER, Context, StepBatch
-from ablate.components.negative import candidate_sets, complementary_count, negative_correctness, select_complementary
+from ablate.components.negative import negative_correctness
 from ablate.components.threshold import threshold_mask
 from ablate.config import Param
 from ablate.data import FaceSet
@@ -308,10 +308,7 @@ class Trainer:
         negative = self.components.get("negative")
         below = mask < 0.5
         if negative is not None and below.any():
-            hp = negative.hp
-            candidates = candidate_sets(probs[below], hp["rho"])
-            count = complementary_count(hp["schedule"], self.epoch / self.tc["epochs"], self.epoch, len(self.class_names), hp["start"], hp["step_epochs"])
-            complementary = select_complementary(probs[below], candidates, count)
+            candidates, complementary, _ = negative.label_sets(probs[below], self.epoch / self.tc["epochs"], self.epoch)
             soft = None if self.soft is None else self.soft[index][below]
             metrics.update({f"unlabeled_{k}": v for k, v in negative_correctness(candidates, complementary, true[below], soft).items()})
         return metrics

@@ -117,12 +117,16 @@ class Negative(Component):
     def momentum(self, progress: float) -> float:
         return self.hp["momentum_start"] + (self.hp["momentum_end"] - self.hp["momentum_start"]) * progress
 
+    def label_sets(self, probs: torch.Tensor, progress: float, epoch: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The candidate sets, the complementary labels received at this point of training, and their count."""
+        candidates = candidate_sets(probs, self.hp["rho"])
+        count = complementary_count(self.hp["schedule"], progress, epoch, self.ctx.num_classes, self.hp["start"], self.hp["step_epochs"])
+        return candidates, select_complementary(probs, candidates, count), count
+
     def loss(self, batch: StepBatch):
         below = batch.mask < 0.5
         probs = batch.probs_u[below]
-        candidates = candidate_sets(probs, self.hp["rho"])
-        count = complementary_count(self.hp["schedule"], batch.progress, batch.epoch, self.ctx.num_classes, self.hp["start"], self.hp["step_epochs"])
-        complementary = select_complementary(probs, candidates, count)
+        candidates, complementary, count = self.label_sets(probs, batch.progress, batch.epoch)
         logits = batch.logits_s[below]
         loss = complementary_loss(logits, complementary)
         metrics = {"neg_count": float(count), "neg_samples": float(below.sum().item())}
