@@ -44,7 +44,8 @@ class Param:
         kind = self.kind or type(self.default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if kind is not type(None) and not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        stray_bool = kind is not bool and isinstance(value, bool) and not any(c is value for c in self.choices or ())
+        if kind is not type(None) and not isinstance(value, kind) or stray_bool:
             raise ConfigError(f"{key}: {value!r} is a {type(value).__name__}; {self.allowed()}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{key}: {value!r} is not allowed; {self.allowed()}")

@@ -58,6 +58,20 @@ def test_separate_forwards_run(faces, forward):
     assert len(history) == 1
 
 
+def test_the_cuda_settings_run_on_cpu(faces):
+    """What ``auto`` picks on a GPU (bf16 autocast, channels-last, one concatenated forward), exercised here."""
+    gpu_like = ("trainer.precision=bf16", "trainer.channels_last=true", "trainer.forward=concat", "trainer.epochs=1")
+    trainer = Trainer(lion_config(*gpu_like), faces)
+    assert trainer.autocast and trainer.channels_last and trainer.concat
+    assert next(trainer.model.parameters()).dtype == torch.float32  # autocast, not a bf16 model
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    metrics = trainer.fit()[-1]
+    assert all(torch.isfinite(torch.tensor(metrics[f"train_loss_{name}"])) for name in ("supervised", "pseudo_label", "negative"))
+    fp32 = Trainer(lion_config("trainer.epochs=1"), faces)
+    assert not (fp32.autocast or fp32.channels_last or fp32.concat)  # auto on CPU: fp32, separate forwards
+
+
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(faces):
     config = lion_config("trainer.optimizer=sgd", "trainer.lr=0.03", "trainer.schedule=cosine")
     full = Trainer(config, faces).fit()
