@@ -31,7 +31,7 @@ def build_study(args: argparse.Namespace) -> dict:
     base = presets["supervised"]
     base["data"]["options"] = {"image_size": args.image_size} if args.data is None else {}
     base["trainer"].update(epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, mu=args.mu, lr=args.lr, eval_unlabeled=1000)
-    base["model"] = {"name": args.model}
+    base["model"] = {"name": args.model, "weights": args.weights and str(Path(args.weights).resolve())}
     ema = {"enabled": True, "decay": args.ema}
     variants = {name: {"components": {**preset["components"], "ema": ema}} for name, preset in presets.items()}
     for overlay in variants.values():  # every other component off, so a variant is exactly its preset
@@ -81,6 +81,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--model", default="small_cnn")
+    p.add_argument("--weights", help="backbone start for every method (python -m ablate.pretrain); default: from scratch")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
