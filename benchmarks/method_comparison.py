@@ -30,7 +30,7 @@ def build_study(args: argparse.Namespace) -> dict:
     presets = {name: load_yaml(ROOT / "presets" / f"{name}.yaml") for name in METHODS}
     base = presets["supervised"]
     base["data"]["options"] = {"image_size": args.image_size} if args.data is None else {}
-    base["trainer"].update(epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, mu=args.mu, lr=args.lr, eval_unlabeled=1000)
+    base["trainer"].update(epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, mu=args.mu, lr=args.lr, schedule=args.schedule, eval_unlabeled=1000)
     base["model"] = {"name": args.model, "weights": args.weights and str(Path(args.weights).resolve())}
     ema = {"enabled": True, "decay": args.ema}
     variants = {name: {"components": {**preset["components"], "ema": ema}} for name, preset in presets.items()}
@@ -62,6 +62,8 @@ def table(trials: pl.DataFrame) -> pl.DataFrame:
             (pl.col("last_test_acc").std() * 100).alias("last_std"),
             (pl.col("best_test_acc").mean() * 100).alias("best_mean"),
             (pl.col("best_test_acc").std() * 100).alias("best_std"),
+            (pl.col("last_test_mean_class_acc").mean() * 100).alias("last_mca_mean"),
+            (pl.col("last_test_mean_class_acc").std() * 100).alias("last_mca_std"),
         )
     )
     supervised = stats.filter(pl.col("variant") == "supervised").select("data.labels", pl.col("last_mean").alias("sup"))
@@ -87,6 +89,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mu", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", default="cosine", choices=("none", "cosine"),
+                   help="learning-rate schedule; cosine ends on a settled model, so the last epoch is not one noisy step")
     p.add_argument("--ema", type=float, default=0.99)
     p.add_argument("--gpu", type=float, default=0.0)
     p.add_argument("--name", default="method_comparison")
@@ -100,7 +104,7 @@ def main() -> None:
         argv = ["--space", str(study), "--storage", args.storage] + (["--data", args.data] if args.data else []) + (["--resume"] if args.resume else [])
         trials = run.run(run.parse_args(argv))
     with pl.Config(tbl_rows=50, tbl_cols=20, float_precision=2):
-        print("test accuracy (%), mean and std over seeds; gain = last_mean - supervised's last_mean")
+        print("test accuracy and mean class accuracy (mca) in %, mean and std over seeds; gain = last_mean - supervised's last_mean")
         print(table(trials))
 
 
