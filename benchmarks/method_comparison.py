@@ -4,8 +4,9 @@ Builds one ablate study whose variants are the four presets' components, runs it
 variants, the label budgets and the training seeds), and prints a table of mean +- std test accuracy per
 budget and method, with each method's gain over supervised-only.
 
-    python benchmarks/method_comparison.py                       # synthfer, 100 and 400 labels, 3 seeds
-    python benchmarks/method_comparison.py --data fer2013:../shared/data/fer2013 --labels 1000
+    python benchmarks/method_comparison.py                       # synthfer, 100 and 400 labels, 3 seeds, 1000 steps
+    mkdir -p data && tar xzf ../shared/data/fer2013.tar.gz -C data     # then FER2013 at 1000 labels:
+    python benchmarks/method_comparison.py --data fer2013:data --labels 1000
 
 Settings used for the figures in the issue note are printed at the top of the output.
 """
@@ -81,11 +82,11 @@ def main() -> None:
     p.add_argument("--data", help="NAME[:PATH] instead of synthfer")
     p.add_argument("--labels", type=int, nargs="+", default=[100, 400])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--model", default="small_cnn")
-    p.add_argument("--weights", help="backbone start for every method (python -m ablate.pretrain); default: from scratch")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--weights", help="a backbone state dict every method starts from (e.g. an MS-Celeb-1M ResNet-18); default: from scratch")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mu", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
