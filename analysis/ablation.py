@@ -23,14 +23,14 @@ def _():
 @app.cell
 def _(args, res):
     section = sections.ablation(res, which=args.which)
-    mo.md(f"# {section.title}\n\n" + "\n".join(f"- {note}" for note in section.notes))
+    mo.md(section.heading(1))
     return (section,)
 
 
 @app.cell
 def _(section):
     ladder = section.table("ladder")
-    mo.vstack([mo.md(f"## {ladder.title}\n\n{ladder.caption}"), ladder.display])
+    mo.vstack([mo.md(sections.heading(ladder, 2)), ladder.display])
     return
 
 

@@ -24,14 +24,14 @@ def _():
 @app.cell
 def _(res):
     section = sections.dynamics(res)
-    mo.md(f"# {section.title}\n\n" + "\n".join(f"- {note}" for note in section.notes))
+    mo.md(section.heading(1))
     return (section,)
 
 
 @app.cell
 def _(section):
     thresholds = section.table("thresholds")
-    mo.vstack([mo.md(f"## {thresholds.title}\n\n{thresholds.caption}"), section.figure("thresholds").figure, thresholds.data])
+    mo.vstack([mo.md(sections.heading(thresholds, 2)), section.figure("thresholds").figure, thresholds.data])
     return
 
 
@@ -44,7 +44,7 @@ def _(section):
 
 @app.cell
 def _(section):
-    mo.vstack([mo.md(f"## {section.table('per_class').title}\n\n{section.table('per_class').caption}"),
+    mo.vstack([mo.md(sections.heading(section.table("per_class"), 2)),
                mo.hstack([section.figure("per_class").figure, section.figure("confusion").figure])])
     return
 

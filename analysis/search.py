@@ -24,35 +24,35 @@ def _():
 @app.cell
 def _(res):
     section = sections.search(res)
-    mo.md(f"# {section.title}\n\n" + "\n".join(f"- {note}" for note in section.notes))
+    mo.md(section.heading(1))
     return (section,)
 
 
 @app.cell
 def _(section):
     best = section.table("best_trials")
-    mo.vstack([mo.md(f"## {best.title}\n\n{best.caption}"), best.data])
+    mo.vstack([mo.md(sections.heading(best, 2)), best.data])
     return
 
 
 @app.cell
 def _(section):
     params = section.table("params")
-    mo.vstack([mo.md(f"## {params.title}\n\n{params.caption}"), params.data, section.figure("params").figure])
+    mo.vstack([mo.md(sections.heading(params, 2)), params.data, section.figure("params").figure])
     return
 
 
 @app.cell
 def _(section):
     importance = section.table("importance")
-    mo.vstack([mo.md(f"## {importance.title}\n\n{importance.caption}"), importance.data, section.figure("importance").figure])
+    mo.vstack([mo.md(sections.heading(importance, 2)), importance.data, section.figure("importance").figure])
     return
 
 
 @app.cell
 def _(section):
     stops = section.table("stops")
-    mo.vstack([mo.md(f"## {stops.title}\n\n{stops.caption}"), stops.data, section.figure("stops").figure])
+    mo.vstack([mo.md(sections.heading(stops, 2)), stops.data, section.figure("stops").figure])
     return
 
 

@@ -24,6 +24,11 @@ from analysis import tables as T
 SECTIONS = ("ablation", "search", "dynamics")
 
 
+def heading(item: "Table | Fig", level: int) -> str:
+    """A table's or figure's markdown heading, with its caption as a paragraph below when it has one."""
+    return f"{'#' * level} {item.title}" + (f"\n\n{item.caption}" if item.caption else "")
+
+
 @dataclass
 class Table:
     name: str
@@ -49,6 +54,10 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     figures: list[Fig] = field(default_factory=list)
 
+    def heading(self, level: int) -> str:
+        """The section's markdown heading, with its notes as a list below."""
+        return f"{'#' * level} {self.title}" + ("\n\n" + "\n".join(f"- {n}" for n in self.notes) if self.notes else "")
+
     def table(self, name: str) -> Table:
         return next(t for t in self.tables if t.name == name)
 
@@ -63,7 +72,7 @@ class Section:
         for t in self.tables:
             csv_ready = t.data.with_columns([pl.col(c).cast(pl.String) for c, d in t.data.schema.items() if isinstance(d, (pl.List, pl.Struct))])
             csv_ready.write_csv(out / f"{t.name}.csv")
-            (out / f"{t.name}.md").write_text(f"# {t.title}\n\n" + (f"{t.caption}\n\n" if t.caption else "") + to_markdown(t.display if t.display is not None else t.data) + "\n")
+            (out / f"{t.name}.md").write_text(heading(t, 1) + "\n\n" + to_markdown(t.display if t.display is not None else t.data) + "\n")
             written += [out / f"{t.name}.csv", out / f"{t.name}.md"]
         for f in self.figures:
             f.figure.savefig(out / f"{f.name}.png", dpi=150, bbox_inches="tight")
@@ -74,14 +83,13 @@ class Section:
 
     def markdown(self, prefix: str = "") -> str:
         """The section for an index page: notes, each table inline (with links to its files), each figure."""
-        lines = [f"## {self.title}", ""]
-        lines += [f"- {n}" for n in self.notes] + ([""] if self.notes else [])
+        lines = [self.heading(2), ""]
         for t in self.tables:
-            lines += [f"### {t.title}", ""] + ([t.caption, ""] if t.caption else [])
+            lines += [heading(t, 3), ""]
             lines += [to_markdown(t.display if t.display is not None else t.data), "",
                       f"Files: [{t.name}.csv]({prefix}{t.name}.csv), [{t.name}.md]({prefix}{t.name}.md)", ""]
         for f in self.figures:
-            lines += [f"### {f.title}", ""] + ([f.caption, ""] if f.caption else []) + [f"![{f.title}]({prefix}{f.name}.png)", ""]
+            lines += [heading(f, 3), "", f"![{f.title}]({prefix}{f.name}.png)", ""]
         return "\n".join(lines)
 
 
