@@ -5,6 +5,7 @@ variants, the label budgets and the training seeds), and prints a table of mean 
 budget and method, with each method's gain over supervised-only.
 
     python benchmarks/method_comparison.py                       # synthfer, 100 and 400 labels, 3 seeds, 1000 steps
+    python benchmarks/method_comparison.py --labels 400 --epochs 40  # the 2000-step run of RESULTS.md
     mkdir -p data && tar xzf ../shared/data/fer2013.tar.gz -C data     # then FER2013 at 1000 labels:
     python benchmarks/method_comparison.py --data fer2013:data --labels 1000
 
