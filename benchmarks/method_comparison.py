@@ -7,7 +7,7 @@ budget and method, with each method's gain over supervised-only.
     python benchmarks/method_comparison.py                       # synthfer, 100 and 400 labels, 3 seeds, 1000 steps
     python benchmarks/method_comparison.py --labels 400 --epochs 40  # the 2000-step run of RESULTS.md
     mkdir -p data && tar xzf ../shared/data/fer2013.tar.gz -C data     # then FER2013 at 1000 labels:
-    python benchmarks/method_comparison.py --data fer2013:data --labels 1000
+    python benchmarks/method_comparison.py --data fer2013:data --labels 1000 --epochs 30   # as in RESULTS.md
 
 Settings used for the figures in the issue note are printed at the top of the output.
 """
