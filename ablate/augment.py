@@ -44,8 +44,8 @@ fewer passes over the pixels (tests compare them).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import kornia
 import torch
@@ -368,7 +368,7 @@ class Augmenter:
         self._on_device: dict[torch.device, tuple[Tensor, ...]] = {}
 
     @classmethod
-    def from_hparams(cls, image_size: int | Sequence[int], hparams: Mapping[str, object]) -> "Augmenter":
+    def from_hparams(cls, image_size: int | Sequence[int], hparams: Mapping[str, object]) -> Augmenter:
         """Build from a study's overrides of ``HPARAMS``; unknown keys are an error."""
         unknown = sorted(set(hparams) - set(HPARAMS))
         if unknown:

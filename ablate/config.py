@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -45,7 +46,7 @@ class Param:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         stray_bool = kind is not bool and isinstance(value, bool) and not any(c is value for c in self.choices or ())
-        if kind is not type(None) and not isinstance(value, kind) or stray_bool:
+        if (kind is not type(None) and not isinstance(value, kind)) or stray_bool:
             raise ConfigError(f"{key}: {value!r} is a {type(value).__name__}; {self.allowed()}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{key}: {value!r} is not allowed; {self.allowed()}")

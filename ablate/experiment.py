@@ -8,8 +8,9 @@ changes its working directory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ablate import augment
 from ablate.components import COMPONENTS
@@ -92,11 +93,16 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
     for name in given:
         if name not in COMPONENTS:
             raise ConfigError(f"components: unknown component {name!r}; allowed: {', '.join(COMPONENTS.names())}")
-    resolved = {name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params()) for name in COMPONENTS.names()}
+    resolved = {
+        name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params())
+        for name in COMPONENTS.names()
+    }
     for name, hp in resolved.items():
         for need in COMPONENTS.get(name).needs:
             if hp["enabled"] and not resolved[need]["enabled"]:
-                raise ConfigError(f"components.{name} needs components.{need} to be enabled (it marks the confident samples)")
+                raise ConfigError(
+                    f"components.{name} needs components.{need} to be enabled (it marks the confident samples)"
+                )
     if not any(hp["enabled"] and name != "ema" and name != "threshold" for name, hp in resolved.items()):
         raise ConfigError("components: enable at least one loss (supervised, pseudo_label, contrastive or negative)")
     return resolved

@@ -60,9 +60,12 @@ def small_cnn(num_classes: int, dropout: float = 0.0, width: int = 32) -> Classi
     w = width
     layers = [
         *_conv_bn_relu(3, 3 * w // 4, stride=2),
-        *_conv_bn_relu(3 * w // 4, w), nn.MaxPool2d(2),
-        *_conv_bn_relu(w, 2 * w), nn.MaxPool2d(2),
-        *_conv_bn_relu(2 * w, 4 * w), nn.MaxPool2d(2),
+        *_conv_bn_relu(3 * w // 4, w),
+        nn.MaxPool2d(2),
+        *_conv_bn_relu(w, 2 * w),
+        nn.MaxPool2d(2),
+        *_conv_bn_relu(2 * w, 4 * w),
+        nn.MaxPool2d(2),
         *_conv_bn_relu(4 * w, 4 * w),
     ]
     return Classifier(nn.Sequential(*layers), 4 * w, num_classes, dropout)
@@ -91,7 +94,11 @@ def load_backbone_weights(model: Classifier, path: str) -> None:
     state = torch.load(file, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith(("fc.", "head."))}
+    state = {
+        k.removeprefix("module."): v
+        for k, v in state.items()
+        if not k.removeprefix("module.").startswith(("fc.", "head."))
+    }
     own = model.backbone.state_dict()
     if not set(state) & set(own):
         state = _torchvision_to_sequential(state, model.backbone)
@@ -105,7 +112,9 @@ def load_backbone_weights(model: Classifier, path: str) -> None:
         )
     for key, value in state.items():
         if own[key].shape != value.shape:
-            raise ConfigError(f"model.weights {str(file)!r}: {key} has shape {tuple(value.shape)}, the backbone needs {tuple(own[key].shape)}")
+            raise ConfigError(
+                f"model.weights {str(file)!r}: {key} has shape {tuple(value.shape)}, the backbone needs {tuple(own[key].shape)}"
+            )
     model.backbone.load_state_dict(state, strict=True)
 
 

@@ -21,11 +21,20 @@ ANALYSES = ("ablation", "search", "dynamics")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ablate.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("results", help="a results folder written by `python -m ablate.run` (trials.parquet, epochs.parquet, study.json)")
+    p.add_argument(
+        "results",
+        help="a results folder written by `python -m ablate.run` (trials.parquet, epochs.parquet, study.json)",
+    )
     p.add_argument("--out", help="where the report goes (default: RESULTS/report)")
-    p.add_argument("--which", choices=("best", "last"), default="best",
-                   help="the ablation ladder's accuracy: each trial's best epoch (default) or its last epoch")
-    p.add_argument("--only", action="append", choices=ANALYSES, help="run only this analysis (repeatable); default: all that apply")
+    p.add_argument(
+        "--which",
+        choices=("best", "last"),
+        default="best",
+        help="the ablation ladder's accuracy: each trial's best epoch (default) or its last epoch",
+    )
+    p.add_argument(
+        "--only", action="append", choices=ANALYSES, help="run only this analysis (repeatable); default: all that apply"
+    )
     return p.parse_args(argv)
 
 

@@ -19,7 +19,18 @@ from ablate.io import atomic_path
 from ablate.space import trial_config
 
 # Ray's bookkeeping fields that the tables leave out.
-RAY_FIELDS = {"config", "date", "hostname", "node_ip", "pid", "done", "checkpoint_dir_name", "should_checkpoint", "experiment_tag", "timestamp"}
+RAY_FIELDS = {
+    "config",
+    "date",
+    "hostname",
+    "node_ip",
+    "pid",
+    "done",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "experiment_tag",
+    "timestamp",
+}
 SUMMARY_METRICS = ("test_acc", "test_mean_class_acc", "val_acc", "val_mean_class_acc")
 TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})")
 
@@ -49,7 +60,7 @@ def read_trial(folder: Path) -> dict[str, Any]:
 def trial_row(trial: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
     try:
         config = trial_config(study["base"], study["variants"], trial["params"])
-    except Exception as err:  # noqa: BLE001 - a config that does not resolve is that trial's error, not ours
+    except Exception as err:
         config = {}
         trial["error"] = trial["error"] or f"config: {err}"
     epochs = trial["epochs"]
@@ -69,13 +80,18 @@ def trial_row(trial: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
         values = [e[name] for e in epochs if e.get(name) is not None]
         row[f"best_{name}"] = max(values) if values else None
         row[f"last_{name}"] = values[-1] if values else None
-    row.update({key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in flatten(config).items()})
+    row.update(
+        {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in flatten(config).items()}
+    )
     row["config_json"] = json.dumps(config, sort_keys=True)
     return row
 
 
 def epoch_rows(trial: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"trial_id": trial["trial_id"], **{k: v for k, v in row.items() if k not in RAY_FIELDS and k != "trial_id"}} for row in trial["epochs"]]
+    return [
+        {"trial_id": trial["trial_id"], **{k: v for k, v in row.items() if k not in RAY_FIELDS and k != "trial_id"}}
+        for row in trial["epochs"]
+    ]
 
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
@@ -89,7 +105,11 @@ def collect(experiment: Path, out: Path, study: dict[str, Any]) -> tuple[pl.Data
     trials = [read_trial(f) for f in sorted(experiment.iterdir()) if f.is_dir() and (f / "params.json").is_file()]
     trial_frame = pl.DataFrame([trial_row(t, study) for t in trials], infer_schema_length=None)
     rows = [r for t in trials for r in epoch_rows(t)]
-    epoch_frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"trial_id": [], "epoch": []}, schema={"trial_id": pl.String, "epoch": pl.Int64})
+    epoch_frame = (
+        pl.DataFrame(rows, infer_schema_length=None)
+        if rows
+        else pl.DataFrame({"trial_id": [], "epoch": []}, schema={"trial_id": pl.String, "epoch": pl.Int64})
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(trial_frame, out / "trials.parquet")
     write_parquet(epoch_frame, out / "epochs.parquet")

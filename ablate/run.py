@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from ablate.data import load_data
 from ablate.cli import guarded
+from ablate.data import load_data
 from ablate.errors import ConfigError
 from ablate.io import atomic_write_text
 from ablate.space import Study, grid_size, load_study, make_scheduler, make_search_alg, ray_param_space
@@ -34,11 +34,23 @@ STUDY_FILE = "study.json"  # the validated study, so the tables can be rebuilt f
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ablate.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--space", required=True, help="the study file, e.g. search_spaces/lion.yaml")
-    p.add_argument("--data", metavar="NAME[:PATH]", help="another data source, e.g. rafdb:/data/RAF-DB or fer2013:/data/fer2013.csv")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key, e.g. trainer.epochs=3")
+    p.add_argument(
+        "--data",
+        metavar="NAME[:PATH]",
+        help="another data source, e.g. rafdb:/data/RAF-DB or fer2013:/data/fer2013.csv",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key, e.g. trainer.epochs=3"
+    )
     p.add_argument("--name", help="the study's name (default: the file's `name`); results go to STORAGE/NAME")
-    p.add_argument("--storage", default="results", help="where results go (default ./results; shared storage on a cluster)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted study: finished trials are kept, unfinished ones resume")
+    p.add_argument(
+        "--storage", default="results", help="where results go (default ./results; shared storage on a cluster)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted study: finished trials are kept, unfinished ones resume",
+    )
     p.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard and print its address")
     p.add_argument("--num-samples", type=int, help="override search.num_samples")
@@ -61,8 +73,16 @@ def study_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def study_record(study: Study) -> dict[str, Any]:
-    return {"name": study.name, "file": str(study.path), "base": study.base, "variants": study.variants, "params": study.params,
-            "search": study.search, "scheduler": study.scheduler, "resources": study.resources}
+    return {
+        "name": study.name,
+        "file": str(study.path),
+        "base": study.base,
+        "variants": study.variants,
+        "params": study.params,
+        "search": study.search,
+        "scheduler": study.scheduler,
+        "resources": study.resources,
+    }
 
 
 def start_ray(args: argparse.Namespace) -> None:
@@ -71,7 +91,9 @@ def start_ray(args: argparse.Namespace) -> None:
     if args.address:
         ray.init(address=args.address, include_dashboard=args.dashboard or None)
     else:
-        context = ray.init(num_cpus=os.cpu_count(), include_dashboard=args.dashboard, dashboard_host="127.0.0.1", log_to_driver=True)
+        context = ray.init(
+            num_cpus=os.cpu_count(), include_dashboard=args.dashboard, dashboard_host="127.0.0.1", log_to_driver=True
+        )
         if args.dashboard:
             url = context.dashboard_url or "127.0.0.1:8265"
             print(f"Ray dashboard: http://{url}  (sign in with the token printed by `ray get-auth-token`)", flush=True)
@@ -83,8 +105,12 @@ def fit_resources(resources: dict[str, float]) -> dict[str, float]:
 
     available = ray.cluster_resources().get("GPU", 0)
     if resources["gpu"] > 0 and available == 0:
-        print(f"warning: resources.gpu={resources['gpu']} but this Ray cluster has no GPU; running the trials on CPUs "
-              "(set resources.gpu=0 to silence this)", file=sys.stderr, flush=True)
+        print(
+            f"warning: resources.gpu={resources['gpu']} but this Ray cluster has no GPU; running the trials on CPUs "
+            "(set resources.gpu=0 to silence this)",
+            file=sys.stderr,
+            flush=True,
+        )
         return {**resources, "gpu": 0.0}
     return resources
 
@@ -96,22 +122,43 @@ def build_tuner(study: Study, out: Path, data_ref: Any, resume: bool):
 
     resources = fit_resources(study.resources)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data_ref, base=study.base, variants=study.variants, cpu=resources["cpu"], gpu=resources["gpu"]),
+        tune.with_parameters(
+            train_trial,
+            data=data_ref,
+            base=study.base,
+            variants=study.variants,
+            cpu=resources["cpu"],
+            gpu=resources["gpu"],
+        ),
         {"cpu": resources["cpu"], "gpu": resources["gpu"]},
     )
     if resume:
-        return tune.Tuner.restore(str(out / EXPERIMENT), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+        return tune.Tuner.restore(
+            str(out / EXPERIMENT),
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
     return tune.Tuner(
         trainable,
         param_space={} if study.search["algorithm"] == "optuna" else ray_param_space(study),
         tune_config=tune.TuneConfig(
-            metric=study.search["metric"], mode=study.search["mode"], search_alg=make_search_alg(study), scheduler=make_scheduler(study),
-            num_samples=study.search["num_samples"] * (study.search["repeats"] if study.search["algorithm"] == "optuna" else 1),
-            max_concurrent_trials=study.search["max_concurrent"], reuse_actors=True,
+            metric=study.search["metric"],
+            mode=study.search["mode"],
+            search_alg=make_search_alg(study),
+            scheduler=make_scheduler(study),
+            num_samples=study.search["num_samples"]
+            * (study.search["repeats"] if study.search["algorithm"] == "optuna" else 1),
+            max_concurrent_trials=study.search["max_concurrent"],
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=EXPERIMENT, storage_path=str(out), checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False), verbose=1,
+            name=EXPERIMENT,
+            storage_path=str(out),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            verbose=1,
         ),
     )
 
@@ -139,7 +186,9 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
     if args.resume and not (out / EXPERIMENT).is_dir():
         raise ConfigError(f"--resume: no study to resume at {out}; run it first without --resume")
     if not args.resume and (out / EXPERIMENT).exists():
-        raise ConfigError(f"{out} already holds a study named {study.name!r}: add --resume to continue it, or --name NEW for a new one")
+        raise ConfigError(
+            f"{out} already holds a study named {study.name!r}: add --resume to continue it, or --name NEW for a new one"
+        )
     faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
@@ -155,7 +204,10 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
     try:
         data_ref = ray.put(to_shared(faces))  # once; every trial on the node reads it from the object store
         n = grid_size(study) * study.search["num_samples"] * study.search["repeats"]
-        print(f"study {study.name}: {n} trial(s), {study.resources['cpu']:g} CPU / {study.resources['gpu']:g} GPU each; results in {out}", flush=True)
+        print(
+            f"study {study.name}: {n} trial(s), {study.resources['cpu']:g} CPU / {study.resources['gpu']:g} GPU each; results in {out}",
+            flush=True,
+        )
         build_tuner(study, out, data_ref, args.resume).fit()
     finally:
         ray.shutdown()

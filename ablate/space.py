@@ -11,19 +11,35 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ablate.components import COMPONENTS
-from ablate.config import Param, apply_overrides, flatten, get_dotted, load_yaml, parse_assignment, resolve_section, set_dotted
+from ablate.config import (
+    Param,
+    apply_overrides,
+    flatten,
+    get_dotted,
+    load_yaml,
+    parse_assignment,
+    resolve_section,
+    set_dotted,
+)
 from ablate.errors import ConfigError
 from ablate.experiment import SECTIONS, resolve_config
 
 STUDY_KEYS = ("name", "description", *SECTIONS, "variants", "search", "params", "scheduler", "resources")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
 # The data keys a trial may change: all trials share one decoded data set, so the source is fixed.
-SEARCHABLE_DATA_KEYS = ("data.labels", "data.labels_per_class", "data.label_fraction", "data.split_seed", "data.val_per_class")
+SEARCHABLE_DATA_KEYS = (
+    "data.labels",
+    "data.labels_per_class",
+    "data.label_fraction",
+    "data.split_seed",
+    "data.val_per_class",
+)
 METRICS = tuple(
     f"{best}{split}_{name}" for best in ("", "best_") for split in ("test", "val") for name in ("acc", "mean_class_acc")
 )
@@ -31,12 +47,16 @@ METRICS = tuple(
 SEARCH_PARAMS = {
     "algorithm": Param("optuna", "optuna (define-by-run), grid or random", choices=("optuna", "grid", "random")),
     "sampler": Param("tpe", "optuna's sampler", choices=("tpe", "nsga2", "random")),
-    "metric": Param("best_test_acc", "the metric to optimise (best_*: best so far, fair to early-stopped trials)", choices=METRICS),
+    "metric": Param(
+        "best_test_acc", "the metric to optimise (best_*: best so far, fair to early-stopped trials)", choices=METRICS
+    ),
     "mode": Param("max", "maximise or minimise the metric", choices=("max", "min")),
     "num_samples": Param(1, "trials to sample (grid: repeats of the whole grid)", low=1),
     "max_concurrent": Param(None, "trials running at once (null: as many as the resources allow)", kind=int, low=1),
     "seed": Param(0, "the search's seed (Optuna's sampler, Ray's random sampling)"),
-    "repeats": Param(1, "each sampled config is trained with this many training seeds (trainer.seed + 0, 1, ...)", low=1),
+    "repeats": Param(
+        1, "each sampled config is trained with this many training seeds (trainer.seed + 0, 1, ...)", low=1
+    ),
 }
 SCHEDULER_PARAMS = {
     "name": Param("none", "asha stops poor trials early; none runs every trial to the end", choices=("none", "asha")),
@@ -99,7 +119,9 @@ def build_study(raw: Mapping[str, Any], file: Path) -> Study:
         if scheduler["grace_period"] > scheduler["max_t"]:
             raise ConfigError(f"scheduler.grace_period: {scheduler['grace_period']} exceeds max_t {scheduler['max_t']}")
     if search["metric"].removeprefix("best_").startswith("val") and base["data"]["val_per_class"] == 0:
-        raise ConfigError(f"search.metric: {search['metric']!r} needs a validation split; set data.val_per_class (e.g. 20)")
+        raise ConfigError(
+            f"search.metric: {search['metric']!r} needs a validation split; set data.val_per_class (e.g. 20)"
+        )
     return Study(name, file, base, variants, params, search, scheduler, resources)
 
 
@@ -113,7 +135,9 @@ def _check_variants(given: Any, base_raw: dict[str, Any]) -> dict[str, dict[str,
         if not isinstance(overlay, Mapping):
             raise ConfigError(f"variants.{name}: expected a mapping of config keys, got {overlay!r}")
         if "data" in overlay and any(k in overlay["data"] for k in ("name", "path", "options")):
-            raise ConfigError(f"variants.{name}.data: a variant may change the split, not the source (name, path, options)")
+            raise ConfigError(
+                f"variants.{name}.data: a variant may change the split, not the source (name, path, options)"
+            )
         try:
             resolve_config(merge(base_raw, overlay), base_dir=Path.cwd())
         except ConfigError as err:
@@ -133,7 +157,9 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def _check_params(given: Any, base: dict[str, Any], variants: dict[str, dict[str, Any]], search: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _check_params(
+    given: Any, base: dict[str, Any], variants: dict[str, dict[str, Any]], search: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     given = {} if given is None else given
     if not isinstance(given, Mapping):
         raise ConfigError(f"params: expected a mapping of dotted config keys to distributions, got {given!r}")
@@ -141,7 +167,9 @@ def _check_params(given: Any, base: dict[str, Any], variants: dict[str, dict[str
     for key, spec in given.items():
         where = f"params.{key}"
         if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-            raise ConfigError(f"{where}: expected one of {', '.join(DISTRIBUTIONS)} with its values, e.g. {{uniform: [0.7, 0.95]}}; got {spec!r}")
+            raise ConfigError(
+                f"{where}: expected one of {', '.join(DISTRIBUTIONS)} with its values, e.g. {{uniform: [0.7, 0.95]}}; got {spec!r}"
+            )
         kind, values = next(iter(spec.items()))
         if kind == "grid" and search["algorithm"] == "optuna":
             raise ConfigError(f"{where}: grid needs search.algorithm grid or random; with optuna use choice")
@@ -165,7 +193,11 @@ def _spec_values(where: str, kind: str, values: Any) -> list[Any]:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.{kind}: expected a non-empty list of values, got {values!r}")
         return values
-    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+    if not (
+        isinstance(values, list)
+        and len(values) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    ):
         raise ConfigError(f"{where}.{kind}: expected [low, high], got {values!r}")
     low, high = values
     if not low < high:
@@ -179,7 +211,9 @@ def _spec_values(where: str, kind: str, values: Any) -> list[Any]:
 
 def _check_key(where: str, key: str, candidates: list[Any], base: dict[str, Any]) -> None:
     if key.startswith("data.") and key not in SEARCHABLE_DATA_KEYS:
-        raise ConfigError(f"{where}: trials share one data set, so only the split can be searched; allowed: {', '.join(SEARCHABLE_DATA_KEYS)}")
+        raise ConfigError(
+            f"{where}: trials share one data set, so only the split can be searched; allowed: {', '.join(SEARCHABLE_DATA_KEYS)}"
+        )
     try:
         get_dotted(base, key)
     except KeyError:
@@ -209,8 +243,10 @@ def _check_conditionals(params: dict[str, Any], base: dict[str, Any], variants: 
         comp = component_of(key)
         if comp is None:
             continue
-        can_be_on = base["components"][comp]["enabled"] or f"components.{comp}.enabled" in params or any(
-            v.get("components", {}).get(comp, {}).get("enabled") for v in variants.values()
+        can_be_on = (
+            base["components"][comp]["enabled"]
+            or f"components.{comp}.enabled" in params
+            or any(v.get("components", {}).get(comp, {}).get("enabled") for v in variants.values())
         )
         if not can_be_on:
             raise ConfigError(
@@ -222,7 +258,9 @@ def _check_conditionals(params: dict[str, Any], base: dict[str, Any], variants: 
 # ---- a trial's config ------------------------------------------------------------------------------------
 
 
-def trial_config(base: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]], sampled: Mapping[str, Any]) -> dict[str, Any]:
+def trial_config(
+    base: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]], sampled: Mapping[str, Any]
+) -> dict[str, Any]:
     """The resolved config of one trial: the base, its variant, then the sampled values; ``__trial_index__``
     (set by a repeated search) is added to the training seed."""
     raw = copy.deepcopy(dict(base))
@@ -271,7 +309,9 @@ class DefineByRun:
         self.base = flatten(study.base)
         self.variants = {name: flatten(overlay) for name, overlay in study.variants.items()}
         self.params = study.params
-        self.order = sorted(study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), _condition(k) is not None, k))
+        self.order = sorted(
+            study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), _condition(k) is not None, k)
+        )
 
     def __call__(self, trial) -> None:
         values = dict(self.base)
@@ -329,7 +369,9 @@ def make_search_alg(study: Study):
         return BasicVariantGenerator(random_state=study.search["seed"], constant_grid_search=True)
     from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(space=DefineByRun(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study))
+    searcher = OptunaSearch(
+        space=DefineByRun(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study)
+    )
     if study.search["repeats"] > 1:
         searcher = Repeater(searcher, repeat=study.search["repeats"], set_index=True)
     return searcher
@@ -341,7 +383,9 @@ def make_scheduler(study: Study):
     s = study.scheduler
     if s["name"] == "none":
         return None
-    return ASHAScheduler(time_attr="epoch", max_t=s["max_t"], grace_period=s["grace_period"], reduction_factor=s["reduction_factor"])
+    return ASHAScheduler(
+        time_attr="epoch", max_t=s["max_t"], grace_period=s["grace_period"], reduction_factor=s["reduction_factor"]
+    )
 
 
 def grid_size(study: Study) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import yaml
 
-from ablate.data import load_data
 from ablate.cli import guarded
+from ablate.data import load_data
 from ablate.errors import AblateError
 from ablate.experiment import load_config, preset_path, resolve_config
 from ablate.io import atomic_torch_save, atomic_write_text, write_jsonl
@@ -30,7 +30,9 @@ SUMMARY_KEYS = ("test_acc", "test_mean_class_acc", "best_test_acc", "unlabeled_m
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ablate.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3"
+    )
     parser.add_argument("--out", help="the run folder (default runs/<config>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -69,7 +71,9 @@ def progress_bar(trainer: Trainer, quiet: bool):
 
     def on_step(metrics: dict[str, float]) -> None:
         bar.update(1)
-        bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in metrics.items() if k.startswith("loss")}, refresh=False)
+        bar.set_postfix(
+            {k.removeprefix("loss_"): f"{v:.3f}" for k, v in metrics.items() if k.startswith("loss")}, refresh=False
+        )
 
     return bar, on_step
 
@@ -85,7 +89,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_jsonl(out / "metrics.jsonl", trainer.history)
         atomic_torch_save(out / "checkpoint.pt", trainer.state_dict())
         line = "  ".join(f"{k}={metrics[k]:.4f}" for k in SUMMARY_KEYS if k in metrics)
-        print(f"epoch {metrics['epoch']}/{trainer.tc['epochs']}  {line}", file=sys.stderr if bar else sys.stdout, flush=True)
+        print(
+            f"epoch {metrics['epoch']}/{trainer.tc['epochs']}  {line}",
+            file=sys.stderr if bar else sys.stdout,
+            flush=True,
+        )
 
     trainer.fit(on_epoch=on_epoch, on_step=on_step)
     if bar is not None:

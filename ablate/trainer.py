@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,19 +34,33 @@ TRAINER_PARAMS = {
     "steps_per_epoch": Param(100, "optimiser steps per epoch", low=1),
     "batch_size": Param(32, "labeled images per step", low=1),
     "mu": Param(7, "unlabeled images per labeled image in a step", low=1),
-    "optimizer": Param("adam", "adam (Ada-CM: lr 5e-4, no schedule) or sgd (momentum, cosine decay)", choices=("adam", "sgd")),
+    "optimizer": Param(
+        "adam", "adam (Ada-CM: lr 5e-4, no schedule) or sgd (momentum, cosine decay)", choices=("adam", "sgd")
+    ),
     "lr": Param(5e-4, "learning rate", low=0.0, open_low=True),
     "momentum": Param(0.9, "sgd momentum", low=0.0, high=1.0, open_high=True),
     "nesterov": Param(True, "sgd: Nesterov momentum"),
     "weight_decay": Param(0.0, "weight decay", low=0.0),
     "schedule": Param("none", "learning-rate schedule over all steps", choices=("none", "cosine")),
-    "forward": Param("auto", "one forward over the concatenated views, or one per view (auto: concat on CUDA; "
-                     "separate on CPU, where one big batch measured 2x slower)", choices=("auto", "concat", "separate")),
+    "forward": Param(
+        "auto",
+        "one forward over the concatenated views, or one per view (auto: concat on CUDA; "
+        "separate on CPU, where one big batch measured 2x slower)",
+        choices=("auto", "concat", "separate"),
+    ),
     "device": Param("auto", "auto (CUDA when there is one), cpu or cuda", choices=("auto", "cpu", "cuda")),
-    "precision": Param("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", choices=("auto", "fp32", "bf16")),
+    "precision": Param(
+        "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", choices=("auto", "fp32", "bf16")
+    ),
     "channels_last": Param("auto", "auto (on CUDA), true or false", choices=("auto", True, False), kind=object),
     "eval_batch_size": Param(512, "images per evaluation forward", low=1),
-    "eval_unlabeled": Param(2000, "unlabeled images scored each epoch (mask rate, pseudo-label accuracy); null: all", low=0, nullable=True, kind=int),
+    "eval_unlabeled": Param(
+        2000,
+        "unlabeled images scored each epoch (mask rate, pseudo-label accuracy); null: all",
+        low=0,
+        nullable=True,
+        kind=int,
+    ),
 }
 
 MODEL_PARAMS = {
@@ -61,7 +76,9 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         from ablate.errors import ConfigError
 
-        raise ConfigError("trainer.device: 'cuda' was asked for but this machine has no CUDA GPU; allowed here: 'auto', 'cpu'")
+        raise ConfigError(
+            "trainer.device: 'cuda' was asked for but this machine has no CUDA GPU; allowed here: 'auto', 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -100,8 +117,13 @@ class Trainer:
         data = config["data"]
         train = faces.indices("train")
         split = make_split(
-            faces.labels[train], faces.class_names, labels=data["labels"], labels_per_class=data["labels_per_class"],
-            label_fraction=data["label_fraction"], split_seed=data["split_seed"], val_per_class=data["val_per_class"],
+            faces.labels[train],
+            faces.class_names,
+            labels=data["labels"],
+            labels_per_class=data["labels_per_class"],
+            label_fraction=data["label_fraction"],
+            split_seed=data["split_seed"],
+            val_per_class=data["val_per_class"],
         )
         # The whole data set moves to the device once; batches are drawn by index there.
         self.images = faces.images.to(self.device)
@@ -114,11 +136,15 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(tc["seed"])
         eval_generator = torch.Generator().manual_seed(tc["seed"] + 1)
         n_eval = len(self.unlabeled) if tc["eval_unlabeled"] is None else min(tc["eval_unlabeled"], len(self.unlabeled))
-        self.unlabeled_probe = torch.randperm(len(self.unlabeled), generator=eval_generator)[:n_eval].sort().values.to(self.device)
+        self.unlabeled_probe = (
+            torch.randperm(len(self.unlabeled), generator=eval_generator)[:n_eval].sort().values.to(self.device)
+        )
 
         self.augmenter = Augmenter(faces.images.shape[-1], **config["augment"])
         mc = config["model"]
-        self.model = build_model(mc["name"], faces.num_classes, dropout=mc["dropout"], weights=mc["weights"]).to(self.device)
+        self.model = build_model(mc["name"], faces.num_classes, dropout=mc["dropout"], weights=mc["weights"]).to(
+            self.device
+        )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -127,7 +153,9 @@ class Trainer:
         self.components = {name: COMPONENTS.get(name)(enabled[name], ctx) for name in ORDER if enabled[name]["enabled"]}
         if "ema" in self.components:
             self.components["ema"].attach(self.model)
-        self.uses_unlabeled = any(name in self.components for name in ("threshold", "pseudo_label", "contrastive", "negative"))
+        self.uses_unlabeled = any(
+            name in self.components for name in ("threshold", "pseudo_label", "contrastive", "negative")
+        )
 
         self.optimizer = self._make_optimizer()
         total = tc["epochs"] * tc["steps_per_epoch"]
@@ -146,7 +174,9 @@ class Trainer:
         params = self.model.parameters()
         if tc["optimizer"] == "adam":
             return torch.optim.Adam(params, lr=tc["lr"], weight_decay=tc["weight_decay"])
-        return torch.optim.SGD(params, lr=tc["lr"], momentum=tc["momentum"], nesterov=tc["nesterov"], weight_decay=tc["weight_decay"])
+        return torch.optim.SGD(
+            params, lr=tc["lr"], momentum=tc["momentum"], nesterov=tc["nesterov"], weight_decay=tc["weight_decay"]
+        )
 
     @property
     def teacher(self) -> torch.nn.Module:
@@ -204,15 +234,28 @@ class Trainer:
         g = self.generator
         x_l = self.augmenter.weak(self.images[idx_l], generator=g)
         raw_u = self.images[idx_u]
-        w1, w2, s = self.augmenter.weak(raw_u, generator=g), self.augmenter.weak(raw_u, generator=g), self.augmenter.strong(raw_u, generator=g)
+        w1, w2, s = (
+            self.augmenter.weak(raw_u, generator=g),
+            self.augmenter.weak(raw_u, generator=g),
+            self.augmenter.strong(raw_u, generator=g),
+        )
 
         views = self._views(x_l, w1, w2, s)
         done = self.epoch * tc["steps_per_epoch"] + step_in_epoch
         batch = StepBatch(
-            logits_l=views.logits_l, labels=self.labels[idx_l], logits_w1=views.logits_w1, logits_w2=views.logits_w2,
-            logits_s=views.logits_s, feat_w1=views.feat_w1, feat_w2=views.feat_w2, u_index=pos_u,
-            probs_u=self._weak_probs(views, w1, w2), progress=done / (tc["epochs"] * tc["steps_per_epoch"]),
-            epoch=done / tc["steps_per_epoch"], u_true=self.labels[idx_u], u_soft=None if self.soft is None else self.soft[idx_u],
+            logits_l=views.logits_l,
+            labels=self.labels[idx_l],
+            logits_w1=views.logits_w1,
+            logits_w2=views.logits_w2,
+            logits_s=views.logits_s,
+            feat_w1=views.feat_w1,
+            feat_w2=views.feat_w2,
+            u_index=pos_u,
+            probs_u=self._weak_probs(views, w1, w2),
+            progress=done / (tc["epochs"] * tc["steps_per_epoch"]),
+            epoch=done / tc["steps_per_epoch"],
+            u_true=self.labels[idx_u],
+            u_soft=None if self.soft is None else self.soft[idx_u],
         )
         for component in self.components.values():
             component.prepare(batch)
@@ -285,9 +328,15 @@ class Trainer:
         return torch.cat(out) if out else torch.zeros(0, len(self.class_names), device=self.device)
 
     def evaluate(self) -> dict[str, Any]:
-        metrics = classification_metrics(self.predict(self.teacher, self.test), self.labels[self.test], self.class_names, "test")
+        metrics = classification_metrics(
+            self.predict(self.teacher, self.test), self.labels[self.test], self.class_names, "test"
+        )
         if len(self.validation):
-            metrics.update(classification_metrics(self.predict(self.teacher, self.validation), self.labels[self.validation], self.class_names, "val"))
+            metrics.update(
+                classification_metrics(
+                    self.predict(self.teacher, self.validation), self.labels[self.validation], self.class_names, "val"
+                )
+            )
         metrics.update(self._unlabeled_metrics())
         return metrics
 
@@ -304,13 +353,20 @@ class Trainer:
         mask = threshold_mask(probs, threshold.thresholds)
         metrics = {"unlabeled_mask_rate": mask.mean().item()}
         if mask.sum() > 0:
-            metrics["unlabeled_pseudo_acc"] = ((probs.argmax(1) == true).float() * mask).sum().item() / mask.sum().item()
+            metrics["unlabeled_pseudo_acc"] = (
+                (probs.argmax(1) == true).float() * mask
+            ).sum().item() / mask.sum().item()
         negative = self.components.get("negative")
         below = mask < 0.5
         if negative is not None and below.any():
             candidates, complementary, _ = negative.label_sets(probs[below], self.epoch / self.tc["epochs"], self.epoch)
             soft = None if self.soft is None else self.soft[index][below]
-            metrics.update({f"unlabeled_{k}": v for k, v in negative_correctness(candidates, complementary, true[below], soft).items()})
+            metrics.update(
+                {
+                    f"unlabeled_{k}": v
+                    for k, v in negative_correctness(candidates, complementary, true[below], soft).items()
+                }
+            )
         return metrics
 
     # ---- checkpoints --------------------------------------------------------------------------------

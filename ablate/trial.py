@@ -35,8 +35,12 @@ def from_shared(shared: dict[str, Any]) -> FaceSet:
         warnings.simplefilter("ignore", UserWarning)  # the store's arrays are read-only; nothing writes to them
         tensor = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
         return FaceSet(
-            images=tensor(shared["images"]), labels=tensor(shared["labels"]), split=tensor(shared["split"]),
-            split_names=tuple(shared["split_names"]), class_names=tuple(shared["class_names"]), soft_labels=tensor(shared["soft_labels"]),
+            images=tensor(shared["images"]),
+            labels=tensor(shared["labels"]),
+            split=tensor(shared["split"]),
+            split_names=tuple(shared["split_names"]),
+            class_names=tuple(shared["class_names"]),
+            soft_labels=tensor(shared["soft_labels"]),
         )
 
 
@@ -45,7 +49,15 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, list))}
 
 
-def train_trial(config: dict[str, Any], *, data: dict[str, Any], base: dict[str, Any], variants: dict[str, Any], cpu: float, gpu: float) -> None:
+def train_trial(
+    config: dict[str, Any],
+    *,
+    data: dict[str, Any],
+    base: dict[str, Any],
+    variants: dict[str, Any],
+    cpu: float,
+    gpu: float,
+) -> None:
     """The Ray trainable. ``config`` holds the sampled values; ``data`` comes from the object store."""
     from ray import tune
 
@@ -58,7 +70,9 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], base: dict[str,
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trainer.device, weights_only=False))
+            trainer.load_state_dict(
+                torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trainer.device, weights_only=False)
+            )
 
     def report(metrics: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:

@@ -37,15 +37,25 @@ def _(section):
 
 @app.cell
 def _(section):
-    mo.vstack([mo.md(f"## {section.table('unlabeled').title}"), section.figure("unlabeled").figure,
-               mo.md(f"## {section.table('negative').title}"), section.figure("negative").figure])
+    mo.vstack(
+        [
+            mo.md(f"## {section.table('unlabeled').title}"),
+            section.figure("unlabeled").figure,
+            mo.md(f"## {section.table('negative').title}"),
+            section.figure("negative").figure,
+        ]
+    )
     return
 
 
 @app.cell
 def _(section):
-    mo.vstack([mo.md(sections.heading(section.table("per_class"), 2)),
-               mo.hstack([section.figure("per_class").figure, section.figure("confusion").figure])])
+    mo.vstack(
+        [
+            mo.md(sections.heading(section.table("per_class"), 2)),
+            mo.hstack([section.figure("per_class").figure, section.figure("confusion").figure]),
+        ]
+    )
     return
 
 

@@ -13,12 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: figures are written to files, never shown in a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import polars as pl
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from analysis.tables import pretty_class  # noqa: E402
+from analysis.tables import pretty_class
 
 STATUS_COLORS = {"complete": "#2a9d8f", "stopped": "#e9c46a", "error": "#e76f51"}
 
@@ -46,8 +46,14 @@ def empty_figure(message: str, title: str = "") -> Figure:
 # ---- ablation -------------------------------------------------------------------------------------------
 
 
-def ladder_figure(ladder: pl.DataFrame, rungs: Sequence[str], budget_label: str = "Labels", which: str = "best", title: str = "",
-                  baselines: dict | None = None) -> Figure:
+def ladder_figure(
+    ladder: pl.DataFrame,
+    rungs: Sequence[str],
+    budget_label: str = "Labels",
+    which: str = "best",
+    title: str = "",
+    baselines: dict | None = None,
+) -> Figure:
     """Grouped bars: for each budget, one bar per rung (in ladder order), mean ± std over seeds; accuracy on
     the left, mean class accuracy on the right. The number on a bar is its mean. With ``baselines``
     (``tables.chance_levels``), dashed lines mark what a model that learnt nothing scores."""
@@ -57,7 +63,12 @@ def ladder_figure(ladder: pl.DataFrame, rungs: Sequence[str], budget_label: str 
     budgets = ladder["budget"].unique(maintain_order=True).to_list()
     panels = [("acc", f"Test accuracy (%), {which} epoch"), ("mca", f"Test mean class accuracy (%), {which} epoch")]
     panels = [p for p in panels if ladder[f"{p[0]}_mean"].null_count() < ladder.height]
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.5, 1.2 + 0.55 * len(rungs) * len(budgets)) * len(panels) / 1.4, 4.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(6.5, 1.2 + 0.55 * len(rungs) * len(budgets)) * len(panels) / 1.4, 4.6),
+        squeeze=False,
+    )
     width = 0.8 / max(1, len(rungs))
     colors = dict(zip(rungs, _colors(len(rungs))))
     for ax, (key, label) in zip(axes[0], panels):
@@ -72,18 +83,49 @@ def ladder_figure(ladder: pl.DataFrame, rungs: Sequence[str], budget_label: str 
                     xs.append(i - 0.4 + width * (j + 0.5))
                     means.append(r[f"{key}_mean"])
                     stds.append(0.0 if r[f"{key}_std"] is None or math.isnan(r[f"{key}_std"]) else r[f"{key}_std"])
-            bars = ax.bar(xs, means, width * 0.92, yerr=stds, capsize=3, color=colors[rung], label=rung, error_kw={"elinewidth": 1})
+            bars = ax.bar(
+                xs,
+                means,
+                width * 0.92,
+                yerr=stds,
+                capsize=3,
+                color=colors[rung],
+                label=rung,
+                error_kw={"elinewidth": 1},
+            )
             for bar, mean, std in zip(bars, means, stds):
-                ax.text(bar.get_x() + bar.get_width() / 2, mean + std + 0.6, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    mean + std + 0.6,
+                    f"{mean:.1f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
                 top = max(top, mean + std)
         floor = (baselines or {}).get("majority_pct" if key == "acc" else "chance_mca_pct")
         if floor is not None:
-            what = (f"always the majority class\n({pretty_class(baselines['majority_class'])}): {floor:.1f}% accuracy" if key == "acc"
-                    else f"any constant prediction:\n{floor:.1f}% mean class acc.")
-            ax.axhline(floor, color="black" if key == "acc" else "dimgray", linestyle="--" if key == "acc" else ":", linewidth=1.2, zorder=3, label=what)
+            what = (
+                f"always the majority class\n({pretty_class(baselines['majority_class'])}): {floor:.1f}% accuracy"
+                if key == "acc"
+                else f"any constant prediction:\n{floor:.1f}% mean class acc."
+            )
+            ax.axhline(
+                floor,
+                color="black" if key == "acc" else "dimgray",
+                linestyle="--" if key == "acc" else ":",
+                linewidth=1.2,
+                zorder=3,
+                label=what,
+            )
             top = max(top, floor)
         ax.set_xticks(range(len(budgets)))
-        ax.set_xticklabels(["all" if b is None else (str(int(b)) if isinstance(b, float) and b.is_integer() else str(b)) for b in budgets])
+        ax.set_xticklabels(
+            [
+                "all" if b is None else (str(int(b)) if isinstance(b, float) and b.is_integer() else str(b))
+                for b in budgets
+            ]
+        )
         ax.set_xlabel(budget_label)
         ax.set_ylabel(label)
         ax.set_ylim(0, min(100.0, top * 1.15 + 3))
@@ -98,9 +140,18 @@ def ladder_figure(ladder: pl.DataFrame, rungs: Sequence[str], budget_label: str 
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] not in rungs, rungs.index(labels[i]) if labels[i] in rungs else i))
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], title="Rung (in ladder order)", loc="center left",
-               bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
+    order = sorted(
+        range(len(labels)), key=lambda i: (labels[i] not in rungs, rungs.index(labels[i]) if labels[i] in rungs else i)
+    )
+    fig.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        title="Rung (in ladder order)",
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -108,7 +159,9 @@ def ladder_figure(ladder: pl.DataFrame, rungs: Sequence[str], budget_label: str 
 # ---- search ---------------------------------------------------------------------------------------------
 
 
-def param_scatter_figure(points: dict[str, pl.DataFrame], specs: dict[str, dict], metric_label: str, title: str = "") -> Figure:
+def param_scatter_figure(
+    points: dict[str, pl.DataFrame], specs: dict[str, dict], metric_label: str, title: str = ""
+) -> Figure:
     """One panel per searched parameter: its value (x) against the metric in % (y), one dot per trial, coloured
     by status (ASHA-stopped trials are judged on their best-so-far value). Categorical values are spread out a
     little so that equal values do not hide each other, in the order the study lists them; log-uniform parameters
@@ -123,7 +176,11 @@ def param_scatter_figure(points: dict[str, pl.DataFrame], specs: dict[str, dict]
     for ax, key in zip(axes.flat, keys):
         frame = points[key]
         kind, listed = next(iter(specs.get(key, {"uniform": []}).items()))
-        numeric = frame.schema["value"].is_numeric() and frame.schema["value"] != pl.Boolean and kind not in ("grid", "choice")
+        numeric = (
+            frame.schema["value"].is_numeric()
+            and frame.schema["value"] != pl.Boolean
+            and kind not in ("grid", "choice")
+        )
         if numeric:
             x = frame["value"].to_list()
         else:
@@ -132,22 +189,36 @@ def param_scatter_figure(points: dict[str, pl.DataFrame], specs: dict[str, dict]
             index = {v: i for i, v in enumerate(levels)}
             x = [index[str(v)] + 0.12 * (((i * 7919) % 11) / 10 - 0.5) for i, v in enumerate(frame["value"].to_list())]
             ax.set_xticks(range(len(levels)))
-            ax.set_xticklabels(levels, rotation=30 if max(len(v) for v in levels) > 6 else 0, ha="right" if max(len(v) for v in levels) > 6 else "center")
+            ax.set_xticklabels(
+                levels,
+                rotation=30 if max(len(v) for v in levels) > 6 else 0,
+                ha="right" if max(len(v) for v in levels) > 6 else "center",
+            )
         for status, color in STATUS_COLORS.items():
             mask = [s == status for s in frame["status"].to_list()]
             if any(mask):
-                ax.scatter([v for v, m in zip(x, mask) if m], [v for v, m in zip(frame["metric_pct"].to_list(), mask) if m],
-                           s=28, color=color, edgecolor="black", linewidth=0.4, label=status if status not in seen else None, alpha=0.9)
+                ax.scatter(
+                    [v for v, m in zip(x, mask) if m],
+                    [v for v, m in zip(frame["metric_pct"].to_list(), mask) if m],
+                    s=28,
+                    color=color,
+                    edgecolor="black",
+                    linewidth=0.4,
+                    label=status if status not in seen else None,
+                    alpha=0.9,
+                )
                 seen.add(status)
         if kind == "loguniform":
             ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel(metric_label)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.legend(title="Trial status", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(title or f"Each searched parameter against the {metric_label[0].lower()}{metric_label[1:]}, one dot per trial")
+    fig.suptitle(
+        title or f"Each searched parameter against the {metric_label[0].lower()}{metric_label[1:]}, one dot per trial"
+    )
     fig.tight_layout()
     return fig
 
@@ -190,8 +261,11 @@ def asha_figure(stops: pl.DataFrame, scheduler: dict, title: str = "") -> Figure
     ax.set_xlabel("Epochs trained before the trial ended")
     ax.set_ylabel("Trials")
     name = scheduler.get("name", "none")
-    detail = (f"ASHA: grace period {scheduler.get('grace_period')}, max_t {scheduler.get('max_t')}, reduction factor {scheduler.get('reduction_factor')}"
-              if name == "asha" else "no early-stopping scheduler: 'stopped' means interrupted")
+    detail = (
+        f"ASHA: grace period {scheduler.get('grace_period')}, max_t {scheduler.get('max_t')}, reduction factor {scheduler.get('reduction_factor')}"
+        if name == "asha"
+        else "no early-stopping scheduler: 'stopped' means interrupted"
+    )
     ax.set_title(title or f"Where trials ended ({detail})", fontsize=10)
     ax.legend(title="Status", frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(axis="y", alpha=0.3)
@@ -206,10 +280,12 @@ def asha_figure(stops: pl.DataFrame, scheduler: dict, title: str = "") -> Figure
 def thresholds_figure(table: pl.DataFrame, trial: str, title: str = "") -> Figure:
     """One line per class: the threshold (a confidence in [0, 1]) over epochs."""
     if not table.height:
-        return empty_figure("no trial has per-class thresholds (threshold component off)", title or "Per-class thresholds")
+        return empty_figure(
+            "no trial has per-class thresholds (threshold component off)", title or "Per-class thresholds"
+        )
     fig, ax = plt.subplots(figsize=(7, 4))
     classes = table["class"].unique(maintain_order=True).to_list()
-    for (cls, color, style) in zip(classes, _colors(len(classes)), ["-", "--", "-.", ":"] * 4):
+    for cls, color, style in zip(classes, _colors(len(classes)), ["-", "--", "-.", ":"] * 4):
         rows = table.filter(pl.col("class") == cls)
         ax.plot(rows["epoch"], rows["threshold"], style, marker="o", markersize=3, color=color, label=pretty_class(cls))
     _integer_epochs(ax)
@@ -223,12 +299,20 @@ def thresholds_figure(table: pl.DataFrame, trial: str, title: str = "") -> Figur
     return fig
 
 
-def curves_figure(table: pl.DataFrame, panels: Sequence[tuple[str, str]], title: str, legend_title: str = "", split: bool = False,
-                  color_order: Sequence[str] = ()) -> Figure:
+def curves_figure(
+    table: pl.DataFrame,
+    panels: Sequence[tuple[str, str]],
+    title: str,
+    legend_title: str = "",
+    split: bool = False,
+    color_order: Sequence[str] = (),
+) -> Figure:
     """One panel per (column, y label) of ``table`` (from ``tables.curves``: values in %), one line per group.
     With ``split``, a group "rung · budget" takes its colour from the rung and its line style from the budget;
     ``color_order`` (the ladder) gives each rung the colour it has in the ladder figure."""
-    missing = [label.split(" (")[0] for c, label in panels if c not in table.columns or table[c].null_count() == table.height]
+    missing = [
+        label.split(" (")[0] for c, label in panels if c not in table.columns or table[c].null_count() == table.height
+    ]
     panels = [(c, label) for c, label in panels if c in table.columns and table[c].null_count() < table.height]
     if not panels:
         return empty_figure("nothing recorded for these curves (the components are off in every trial)", title)
@@ -243,7 +327,9 @@ def curves_figure(table: pl.DataFrame, panels: Sequence[tuple[str, str]], title:
         for group, head, tail in zip(groups, heads, tails):
             rows = table.filter((pl.col("group") == group) & pl.col(column).is_not_null())
             if rows.height:
-                ax.plot(rows["epoch"], rows[column], styles[tail], marker="o", markersize=3, color=colors[head], label=group)
+                ax.plot(
+                    rows["epoch"], rows[column], styles[tail], marker="o", markersize=3, color=colors[head], label=group
+                )
         _integer_epochs(ax)
         ax.set_ylabel(label)
         ax.set_ylim(-3, 103)
@@ -254,7 +340,9 @@ def curves_figure(table: pl.DataFrame, panels: Sequence[tuple[str, str]], title:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    fig.legend(
+        handles, labels, title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
+    )
     fig.suptitle(title, fontsize=11)
     if missing:
         fig.text(0.01, 0.005, "not recorded in any trial: " + "; ".join(missing), fontsize=7, color="dimgray")
@@ -267,7 +355,10 @@ def per_class_figure(table: pl.DataFrame, trial: str, epoch: int | None, title: 
     if not table.height:
         return empty_figure("no per-class accuracy recorded", title)
     fig, ax = plt.subplots(figsize=(7, 4))
-    names = [f"{pretty_class(c)}\n(n={s})" if s is not None else pretty_class(c) for c, s in zip(table["class"], table["support"])]
+    names = [
+        f"{pretty_class(c)}\n(n={s})" if s is not None else pretty_class(c)
+        for c, s in zip(table["class"], table["support"])
+    ]
     values = [0.0 if v is None else v for v in table["accuracy_pct"].to_list()]
     ax.bar(names, values, color=_colors(len(names)))
     for i, v in enumerate(values):
@@ -283,7 +374,9 @@ def per_class_figure(table: pl.DataFrame, trial: str, epoch: int | None, title: 
     return fig
 
 
-def confusion_figure(percent: pl.DataFrame, counts: pl.DataFrame, trial: str, epoch: int | None, title: str = "") -> Figure:
+def confusion_figure(
+    percent: pl.DataFrame, counts: pl.DataFrame, trial: str, epoch: int | None, title: str = ""
+) -> Figure:
     """Heatmap of the confusion matrix, each row in % of its true class, each cell also giving its count."""
     if not percent.height:
         return empty_figure("no confusion matrix recorded", title)
@@ -306,7 +399,11 @@ def confusion_figure(percent: pl.DataFrame, counts: pl.DataFrame, trial: str, ep
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class")
-    ax.set_title(title or f"Test confusion matrix of the best trial ({trial}, epoch {epoch})\n"
-                 "cells: % of the true class (count); blank: none", fontsize=10)
+    ax.set_title(
+        title
+        or f"Test confusion matrix of the best trial ({trial}, epoch {epoch})\n"
+        "cells: % of the true class (count); blank: none",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

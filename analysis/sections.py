@@ -24,7 +24,7 @@ from analysis import tables as T
 SECTIONS = ("ablation", "search", "dynamics")
 
 
-def heading(item: "Table | Fig", level: int) -> str:
+def heading(item: Table | Fig, level: int) -> str:
     """A table's or figure's markdown heading, with its caption as a paragraph below when it has one."""
     return f"{'#' * level} {item.title}" + (f"\n\n{item.caption}" if item.caption else "")
 
@@ -70,9 +70,13 @@ class Section:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for t in self.tables:
-            csv_ready = t.data.with_columns([pl.col(c).cast(pl.String) for c, d in t.data.schema.items() if isinstance(d, (pl.List, pl.Struct))])
+            csv_ready = t.data.with_columns(
+                [pl.col(c).cast(pl.String) for c, d in t.data.schema.items() if isinstance(d, (pl.List, pl.Struct))]
+            )
             csv_ready.write_csv(out / f"{t.name}.csv")
-            (out / f"{t.name}.md").write_text(heading(t, 1) + "\n\n" + to_markdown(t.display if t.display is not None else t.data) + "\n")
+            (out / f"{t.name}.md").write_text(
+                heading(t, 1) + "\n\n" + to_markdown(t.display if t.display is not None else t.data) + "\n"
+            )
             written += [out / f"{t.name}.csv", out / f"{t.name}.md"]
         for f in self.figures:
             f.figure.savefig(out / f"{f.name}.png", dpi=150, bbox_inches="tight")
@@ -86,8 +90,12 @@ class Section:
         lines = [self.heading(2), ""]
         for t in self.tables:
             lines += [heading(t, 3), ""]
-            lines += [to_markdown(t.display if t.display is not None else t.data), "",
-                      f"Files: [{t.name}.csv]({prefix}{t.name}.csv), [{t.name}.md]({prefix}{t.name}.md)", ""]
+            lines += [
+                to_markdown(t.display if t.display is not None else t.data),
+                "",
+                f"Files: [{t.name}.csv]({prefix}{t.name}.csv), [{t.name}.md]({prefix}{t.name}.md)",
+                "",
+            ]
         for f in self.figures:
             lines += [heading(f, 3), "", f"![{f.title}]({prefix}{f.name}.png)", ""]
         return "\n".join(lines)
@@ -122,7 +130,9 @@ def to_markdown(frame: pl.DataFrame) -> str:
 
 def _status_note(trials: pl.DataFrame) -> list[str]:
     counts = dict(trials.group_by("status").len().iter_rows()) if trials.height else {}
-    notes = [f"{trials.height} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "stopped", "error"))]
+    notes = [
+        f"{trials.height} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "stopped", "error"))
+    ]
     if counts.get("error") and "error" in trials.columns:
         first = trials.filter(pl.col("status") == "error")["error"].drop_nulls()
         if first.len():
@@ -147,13 +157,24 @@ def ablation(res: T.Results, which: str = "best") -> Section:
         "gains in percentage points; p: two-sided paired t-test over the seeds (trainer.seed, repeat) present in both rungs at that budget",
     ]
     section = Section("ablation", f"Ablation ladder ({res.name})", notes)
-    section.tables.append(Table("ladder", "Ablation ladder", ladder, T.format_ladder(ladder, label),
-                                f"{which} test accuracy and mean class accuracy per {label.lower()} and rung"))
+    section.tables.append(
+        Table(
+            "ladder",
+            "Ablation ladder",
+            ladder,
+            T.format_ladder(ladder, label),
+            f"{which} test accuracy and mean class accuracy per {label.lower()} and rung",
+        )
+    )
     baselines = T.chance_levels(res.epochs)
     if baselines:
-        notes.append(f"floors: always predicting the majority class ({baselines['majority_class']}) scores {baselines['majority_pct']:.1f}% "
-                     f"accuracy, any constant prediction {baselines['chance_mca_pct']:.1f}% mean class accuracy (dashed lines)")
-    section.figures.append(Fig("ladder", "Ablation ladder", plots.ladder_figure(ladder, rungs, label, which, baselines=baselines)))
+        notes.append(
+            f"floors: always predicting the majority class ({baselines['majority_class']}) scores {baselines['majority_pct']:.1f}% "
+            f"accuracy, any constant prediction {baselines['chance_mca_pct']:.1f}% mean class accuracy (dashed lines)"
+        )
+    section.figures.append(
+        Fig("ladder", "Ablation ladder", plots.ladder_figure(ladder, rungs, label, which, baselines=baselines))
+    )
     return section
 
 
@@ -163,9 +184,11 @@ def search(res: T.Results, k: int = 10, importance_method: str | None = None) ->
     column, mode = T.search_metric(study)
     metric_label = T.metric_title(column)
     keys = T.searched_keys(study)
-    notes = _status_note(trials) + [f"metric: `{column}` ({'higher' if mode == 'max' else 'lower'} is better); "
-                                    "early-stopped trials are judged on their best-so-far value",
-                                    f"searched: {', '.join(f'`{k}`' for k in keys) or 'nothing'}"]
+    notes = _status_note(trials) + [
+        f"metric: `{column}` ({'higher' if mode == 'max' else 'lower'} is better); "
+        "early-stopped trials are judged on their best-so-far value",
+        f"searched: {', '.join(f'`{k}`' for k in keys) or 'nothing'}",
+    ]
     importance, how = T.param_importance(trials, study, method=importance_method)
     notes.append(f"importance: {how}")
     stops = T.asha_stops(trials)
@@ -173,17 +196,34 @@ def search(res: T.Results, k: int = 10, importance_method: str | None = None) ->
     section = Section("search", f"Search ({res.name})", notes)
     best = T.best_trials(trials, study, k)
     section.tables += [
-        Table("best_trials", f"The {best.height} best trials" if best.height else "Best trials", best,
-              caption=f"by {column}, in %" + ("" if best.height else "; no trial has the metric")),
-        Table("params", "Searched parameters against the metric", T.param_summary(trials, study),
-              caption="spearman: rank correlation of a numeric parameter with the metric; best_level: the categorical "
-                      "value with the best mean metric (in %)"),
+        Table(
+            "best_trials",
+            f"The {best.height} best trials" if best.height else "Best trials",
+            best,
+            caption=f"by {column}, in %" + ("" if best.height else "; no trial has the metric"),
+        ),
+        Table(
+            "params",
+            "Searched parameters against the metric",
+            T.param_summary(trials, study),
+            caption="spearman: rank correlation of a numeric parameter with the metric; best_level: the categorical "
+            "value with the best mean metric (in %)",
+        ),
         Table("importance", "Parameter importance", importance, caption=how),
-        Table("stops", "Where trials ended", stops, caption=f"trials per number of epochs trained, by status; scheduler: {scheduler.get('name', 'none')}"),
+        Table(
+            "stops",
+            "Where trials ended",
+            stops,
+            caption=f"trials per number of epochs trained, by status; scheduler: {scheduler.get('name', 'none')}",
+        ),
     ]
     points = {key: T.param_points(trials, study, key) for key in keys}
     section.figures += [
-        Fig("params", "Each searched parameter against the metric", plots.param_scatter_figure(points, study.get("params") or {}, metric_label)),
+        Fig(
+            "params",
+            "Each searched parameter against the metric",
+            plots.param_scatter_figure(points, study.get("params") or {}, metric_label),
+        ),
         Fig("importance", "Parameter importance", plots.importance_figure(importance, how)),
         Fig("stops", "Where trials ended", plots.asha_figure(stops, scheduler)),
     ]
@@ -191,11 +231,15 @@ def search(res: T.Results, k: int = 10, importance_method: str | None = None) ->
 
 
 # (epochs column, axis label); ``tables.curves`` reports each as ``<column>_pct``.
-UNLABELED = (("unlabeled_mask_rate", "Mask rate: unlabeled above threshold (%)"),
-             ("unlabeled_pseudo_acc", "Pseudo-label accuracy, masked (%)"))
-NEGATIVE = (("unlabeled_candidate_holds_true", "Candidate set holds the true class (%)"),
-            ("unlabeled_complementary_truly_wrong", "Complementary labels truly wrong (%)"),
-            ("unlabeled_candidate_soft_mass", "Soft-label mass inside the candidate set (%)"))
+UNLABELED = (
+    ("unlabeled_mask_rate", "Mask rate: unlabeled above threshold (%)"),
+    ("unlabeled_pseudo_acc", "Pseudo-label accuracy, masked (%)"),
+)
+NEGATIVE = (
+    ("unlabeled_candidate_holds_true", "Candidate set holds the true class (%)"),
+    ("unlabeled_complementary_truly_wrong", "Complementary labels truly wrong (%)"),
+    ("unlabeled_candidate_soft_mass", "Soft-label mass inside the candidate set (%)"),
+)
 
 
 def _pct_panels(panels):
@@ -212,55 +256,124 @@ def dynamics(res: T.Results) -> Section:
     by = "rung" if "variant" in trials.columns and trials["variant"].drop_nulls().len() else "trial"
     rungs = T.rung_order(study, trials) if by == "rung" else []
     legend = "Rung" if by == "rung" else f"Trial · {T.metric_title(T.search_metric(study)[0])}"
-    notes.append("curves: the unlabeled probe set (`trainer.eval_unlabeled` images) after each epoch, in %; "
-                 + ("mean over the seeds of each rung" if by == "rung" else "one line per trial, the 8 best"))
+    notes.append(
+        "curves: the unlabeled probe set (`trainer.eval_unlabeled` images) after each epoch, in %; "
+        + ("mean over the seeds of each rung" if by == "rung" else "one line per trial, the 8 best")
+    )
 
     with_thresholds, moving = T.threshold_trial(trials, epochs, study)
     thr = T.thresholds(epochs, with_thresholds) if with_thresholds else T.thresholds(epochs.clear(), "")
     if with_thresholds:
-        notes.append(f"thresholds: trial {with_thresholds}, the best trial whose thresholds " + (
-            "move (adaptive)" if moving else "exist (no trial's thresholds move: fixed, or adaptive ones that stayed at the floor)"))
-    section.tables.append(Table("thresholds", "Per-class thresholds over epochs", thr.pivot(on="class", index="epoch", values="threshold") if thr.height else thr,
-                                caption=f"trial {with_thresholds}: confidence thresholds in [0, 1] after each epoch" if with_thresholds
-                                else "no trial recorded per-class thresholds (threshold component off)"))
-    section.figures.append(Fig("thresholds", "Per-class thresholds over epochs", plots.thresholds_figure(thr, with_thresholds or "")))
+        notes.append(
+            f"thresholds: trial {with_thresholds}, the best trial whose thresholds "
+            + (
+                "move (adaptive)"
+                if moving
+                else "exist (no trial's thresholds move: fixed, or adaptive ones that stayed at the floor)"
+            )
+        )
+    section.tables.append(
+        Table(
+            "thresholds",
+            "Per-class thresholds over epochs",
+            thr.pivot(on="class", index="epoch", values="threshold") if thr.height else thr,
+            caption=f"trial {with_thresholds}: confidence thresholds in [0, 1] after each epoch"
+            if with_thresholds
+            else "no trial recorded per-class thresholds (threshold component off)",
+        )
+    )
+    section.figures.append(
+        Fig("thresholds", "Per-class thresholds over epochs", plots.thresholds_figure(thr, with_thresholds or ""))
+    )
 
     unl = T.curves(epochs, trials, study, [c for c, _ in UNLABELED])
     neg = T.curves(epochs, trials, study, [c for c, _ in NEGATIVE])
-    section.tables += [Table("unlabeled", "Mask rate and pseudo-label accuracy over epochs", unl, caption="in %; n: trials averaged"),
-                       Table("negative", "Negative learning's correctness over epochs", neg,
-                             caption="in %, on the unlabeled samples below the threshold; n: trials averaged")]
+    section.tables += [
+        Table("unlabeled", "Mask rate and pseudo-label accuracy over epochs", unl, caption="in %; n: trials averaged"),
+        Table(
+            "negative",
+            "Negative learning's correctness over epochs",
+            neg,
+            caption="in %, on the unlabeled samples below the threshold; n: trials averaged",
+        ),
+    ]
     section.figures += [
-        Fig("unlabeled", "Mask rate and pseudo-label accuracy over epochs",
-            plots.curves_figure(unl, _pct_panels(UNLABELED), "Unlabeled samples above the threshold, and how often their pseudo-label is right", legend, by == "rung", rungs)),
-        Fig("negative", "Negative learning's correctness over epochs",
-            plots.curves_figure(neg, _pct_panels(NEGATIVE), "Negative learning on the samples below the threshold: are its labels right?", legend, by == "rung", rungs)),
+        Fig(
+            "unlabeled",
+            "Mask rate and pseudo-label accuracy over epochs",
+            plots.curves_figure(
+                unl,
+                _pct_panels(UNLABELED),
+                "Unlabeled samples above the threshold, and how often their pseudo-label is right",
+                legend,
+                by == "rung",
+                rungs,
+            ),
+        ),
+        Fig(
+            "negative",
+            "Negative learning's correctness over epochs",
+            plots.curves_figure(
+                neg,
+                _pct_panels(NEGATIVE),
+                "Negative learning on the samples below the threshold: are its labels right?",
+                legend,
+                by == "rung",
+                rungs,
+            ),
+        ),
     ]
 
     baselines = T.chance_levels(epochs)
     if baselines:
-        notes.append(f"a model that learnt nothing: always predicting the majority class ({baselines['majority_class']}) scores "
-                     f"{baselines['majority_pct']:.1f}% accuracy on the {baselines['test_images']} test images, and any constant "
-                     f"prediction {baselines['chance_mca_pct']:.1f}% mean class accuracy")
+        notes.append(
+            f"a model that learnt nothing: always predicting the majority class ({baselines['majority_class']}) scores "
+            f"{baselines['majority_pct']:.1f}% accuracy on the {baselines['test_images']} test images, and any constant "
+            f"prediction {baselines['chance_mca_pct']:.1f}% mean class accuracy"
+        )
     epoch = T.best_epoch(epochs, best) if best else None
     if best is not None and epoch is not None:
         row = trials.filter(pl.col("trial_id") == best).row(0, named=True)
         key = T.budget_key(trials, study)
         what = ", ".join(f"{k} {row[k]}" for k in ("variant", key) if k and row.get(k) is not None)
-        notes.append(f"best trial: {best}{f' ({what})' if what else ''} by {T.search_metric(study)[0]}; its per-class accuracy and "
-                     f"confusion matrix are at epoch {epoch}, where its test accuracy peaked")
+        notes.append(
+            f"best trial: {best}{f' ({what})' if what else ''} by {T.search_metric(study)[0]}; its per-class accuracy and "
+            f"confusion matrix are at epoch {epoch}, where its test accuracy peaked"
+        )
         per_class = T.per_class_accuracy(epochs, best, epoch)
         counts, percent = T.confusion(epochs, best, epoch), T.confusion(epochs, best, epoch, normalize=True)
     else:
         notes.append("no trial has a test accuracy: no per-class accuracy or confusion matrix")
         per_class, counts, percent = T.per_class_accuracy(epochs.clear(), "", 0), pl.DataFrame(), pl.DataFrame()
     section.tables += [
-        Table("per_class", "Per-class test accuracy of the best trial", per_class, caption=f"trial {best}, epoch {epoch}; accuracy in %, support: test images" if epoch is not None else "no trial has a test accuracy"),
-        Table("confusion", "Test confusion matrix of the best trial", counts, caption=f"trial {best}, epoch {epoch}; rows: true class, columns: predicted; counts" if epoch is not None else "no trial has a test accuracy"),
+        Table(
+            "per_class",
+            "Per-class test accuracy of the best trial",
+            per_class,
+            caption=f"trial {best}, epoch {epoch}; accuracy in %, support: test images"
+            if epoch is not None
+            else "no trial has a test accuracy",
+        ),
+        Table(
+            "confusion",
+            "Test confusion matrix of the best trial",
+            counts,
+            caption=f"trial {best}, epoch {epoch}; rows: true class, columns: predicted; counts"
+            if epoch is not None
+            else "no trial has a test accuracy",
+        ),
     ]
     section.figures += [
-        Fig("per_class", "Per-class test accuracy of the best trial", plots.per_class_figure(per_class, best or "", epoch)),
-        Fig("confusion", "Test confusion matrix of the best trial", plots.confusion_figure(percent, counts, best or "", epoch)),
+        Fig(
+            "per_class",
+            "Per-class test accuracy of the best trial",
+            plots.per_class_figure(per_class, best or "", epoch),
+        ),
+        Fig(
+            "confusion",
+            "Test confusion matrix of the best trial",
+            plots.confusion_figure(percent, counts, best or "", epoch),
+        ),
     ]
     return section
 
@@ -304,9 +417,11 @@ def write_report(res: T.Results, out: str | Path, which: str = "best", only: Seq
     return index
 
 
-HTML_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-              "table{border-collapse:collapse;font-size:13px;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 8px}"
-              "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}")
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 8px}"
+    "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}"
+)
 
 
 def to_html(markdown_text: str, title: str) -> str | None:
@@ -329,22 +444,35 @@ def notebook_args(name: str, argv: Sequence[str] | None = None) -> argparse.Name
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:
         args = args[1:]
-    p = argparse.ArgumentParser(prog=f"python analysis/{name}.py --", description=f"the {name} analysis of a results folder")
-    p.add_argument("folder", nargs="?", help="a results folder (results/NAME) holding trials.parquet, epochs.parquet, study.json")
+    p = argparse.ArgumentParser(
+        prog=f"python analysis/{name}.py --", description=f"the {name} analysis of a results folder"
+    )
+    p.add_argument(
+        "folder", nargs="?", help="a results folder (results/NAME) holding trials.parquet, epochs.parquet, study.json"
+    )
     p.add_argument("--out", help="write the tables (.md, .csv) and figures (.png) into this folder")
-    p.add_argument("--which", choices=("best", "last"), default="best", help="each trial's best-epoch or last-epoch accuracy (ablation)")
+    p.add_argument(
+        "--which",
+        choices=("best", "last"),
+        default="best",
+        help="each trial's best-epoch or last-epoch accuracy (ablation)",
+    )
     return p.parse_args(args)
 
 
-def notebook_setup(name: str, script: bool, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T.Results | None, str]:
+def notebook_setup(
+    name: str, script: bool, argv: Sequence[str] | None = None
+) -> tuple[argparse.Namespace, T.Results | None, str]:
     """A notebook's arguments and results, or the reason there are none. Run as a script (``script``), a
     missing folder or a bad one ends the run: the message on stderr, exit status 2; in marimo's editor or app
     the notebook shows the message instead."""
     args = notebook_args(name, argv)
     problem, res = "", None
     if args.folder is None:
-        problem = (f"no results folder given: `python analysis/{name}.py -- results/NAME [--out DIR]` "
-                   f"or `marimo edit analysis/{name}.py -- results/NAME`")
+        problem = (
+            f"no results folder given: `python analysis/{name}.py -- results/NAME [--out DIR]` "
+            f"or `marimo edit analysis/{name}.py -- results/NAME`"
+        )
     else:
         try:
             res = T.load_results(args.folder)

@@ -50,16 +50,20 @@ def load_results(folder: str | Path) -> Results:
     """Read ``folder``'s trials.parquet, epochs.parquet and study.json; a clear ``ResultsError`` otherwise."""
     path = Path(folder)
     if not path.is_dir():
-        raise ResultsError(f"{path}: no such results folder; expected the folder `python -m ablate.run` wrote, "
-                           f"holding {TRIALS_FILE}, {EPOCHS_FILE} and {STUDY_FILE} (e.g. results/<study name>)")
+        raise ResultsError(
+            f"{path}: no such results folder; expected the folder `python -m ablate.run` wrote, "
+            f"holding {TRIALS_FILE}, {EPOCHS_FILE} and {STUDY_FILE} (e.g. results/<study name>)"
+        )
     missing = [name for name in (TRIALS_FILE, EPOCHS_FILE, STUDY_FILE) if not (path / name).is_file()]
     if missing:
-        raise ResultsError(f"{path}: missing {', '.join(missing)}; a results folder holds {TRIALS_FILE}, {EPOCHS_FILE} and "
-                           f"{STUDY_FILE}. If the study was interrupted, `python -m ablate.run --space FILE --resume` rewrites them")
+        raise ResultsError(
+            f"{path}: missing {', '.join(missing)}; a results folder holds {TRIALS_FILE}, {EPOCHS_FILE} and "
+            f"{STUDY_FILE}. If the study was interrupted, `python -m ablate.run --space FILE --resume` rewrites them"
+        )
     try:
         trials = pl.read_parquet(path / TRIALS_FILE)
         epochs = pl.read_parquet(path / EPOCHS_FILE)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+    except Exception as err:
         raise ResultsError(f"{path}: cannot read the Parquet files ({err})") from None
     try:
         study = json.loads((path / STUDY_FILE).read_text())
@@ -222,19 +226,45 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
         return PairedTest(n, mean, None, None)
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
     if sd <= 1e-12 * max(1.0, abs(mean)):
-        return PairedTest(n, mean, 0.0, 1.0) if abs(mean) <= 1e-12 else PairedTest(n, mean, math.copysign(math.inf, mean), 0.0)
+        return (
+            PairedTest(n, mean, 0.0, 1.0)
+            if abs(mean) <= 1e-12
+            else PairedTest(n, mean, math.copysign(math.inf, mean), 0.0)
+        )
     t = mean / (sd / math.sqrt(n))
     return PairedTest(n, mean, t, student_t_two_sided_p(t, n - 1))
 
 
 # ---- the ablation ladder --------------------------------------------------------------------------------
 
-LADDER_COLUMNS = ("budget", "rung", "n", "acc_mean", "acc_std", "mca_mean", "mca_std", "acc_gain_prev", "acc_gain_sup",
-                  "mca_gain_prev", "mca_gain_sup", "n_pairs_prev", "t_prev", "p_prev", "n_pairs_sup", "t_sup", "p_sup")
+LADDER_COLUMNS = (
+    "budget",
+    "rung",
+    "n",
+    "acc_mean",
+    "acc_std",
+    "mca_mean",
+    "mca_std",
+    "acc_gain_prev",
+    "acc_gain_sup",
+    "mca_gain_prev",
+    "mca_gain_sup",
+    "n_pairs_prev",
+    "t_prev",
+    "p_prev",
+    "n_pairs_sup",
+    "t_sup",
+    "p_sup",
+)
 
 
-def ladder_table(trials: pl.DataFrame, study: dict[str, Any], which: str = "best", split: str = "test",
-                 statuses: Sequence[str] = ("complete",)) -> pl.DataFrame:
+def ladder_table(
+    trials: pl.DataFrame,
+    study: dict[str, Any],
+    which: str = "best",
+    split: str = "test",
+    statuses: Sequence[str] = ("complete",),
+) -> pl.DataFrame:
     """The ablation ladder: one row per label budget and rung, rungs in the study's order.
 
     Columns (accuracies in %, gains in percentage points): budget (the value of ``budget_key``, null when the
@@ -253,24 +283,31 @@ def ladder_table(trials: pl.DataFrame, study: dict[str, Any], which: str = "best
     key = budget_key(trials, study)
     order = rung_order(study, trials)
     seeds = [k for k in SEED_KEYS if k in trials.columns]
-    frame = (
-        trials.filter(pl.col("status").is_in(list(statuses)) & pl.col("variant").is_not_null() & pl.col(acc).is_not_null())
-        .with_columns(
-            (pl.col(key) if key else pl.lit(None, dtype=pl.Float64)).alias("budget"),
-            pl.col("variant").alias("rung"),
-            _pct(acc, "acc"),
-            (_pct(mca, "mca") if mca in trials.columns else pl.lit(None, dtype=pl.Float64).alias("mca")),
-            pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in seeds], separator="/").alias("pair") if seeds
-            else pl.lit("").alias("pair"),
-        )
+    frame = trials.filter(
+        pl.col("status").is_in(list(statuses)) & pl.col("variant").is_not_null() & pl.col(acc).is_not_null()
+    ).with_columns(
+        (pl.col(key) if key else pl.lit(None, dtype=pl.Float64)).alias("budget"),
+        pl.col("variant").alias("rung"),
+        _pct(acc, "acc"),
+        (_pct(mca, "mca") if mca in trials.columns else pl.lit(None, dtype=pl.Float64).alias("mca")),
+        pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in seeds], separator="/").alias("pair")
+        if seeds
+        else pl.lit("").alias("pair"),
     )
     if not frame.height:
         return pl.DataFrame(schema=schema | {"budget": frame.schema["budget"]})
     stats = (
         frame.group_by("budget", "rung")
-        .agg(pl.len().alias("n"), pl.col("acc").mean().alias("acc_mean"), pl.col("acc").std().alias("acc_std"),
-             pl.col("mca").mean().alias("mca_mean"), pl.col("mca").std().alias("mca_std"))
-        .with_columns(pl.col("rung").replace_strict({r: i for i, r in enumerate(order)}, return_dtype=pl.Int64).alias("_order"))
+        .agg(
+            pl.len().alias("n"),
+            pl.col("acc").mean().alias("acc_mean"),
+            pl.col("acc").std().alias("acc_std"),
+            pl.col("mca").mean().alias("mca_mean"),
+            pl.col("mca").std().alias("mca_std"),
+        )
+        .with_columns(
+            pl.col("rung").replace_strict({r: i for i, r in enumerate(order)}, return_dtype=pl.Int64).alias("_order")
+        )
         .sort("budget", "_order", nulls_last=True)
     )
     rows = []
@@ -284,16 +321,26 @@ def ladder_table(trials: pl.DataFrame, study: dict[str, Any], which: str = "best
             prev = records[i - 1] if i else None
             for tag, ref in (("prev", prev), ("sup", first if i else None)):
                 if ref is None:
-                    row |= {f"acc_gain_{tag}": None, f"mca_gain_{tag}": None, f"n_pairs_{tag}": None, f"t_{tag}": None, f"p_{tag}": None}
+                    row |= {
+                        f"acc_gain_{tag}": None,
+                        f"mca_gain_{tag}": None,
+                        f"n_pairs_{tag}": None,
+                        f"t_{tag}": None,
+                        f"p_{tag}": None,
+                    }
                     continue
                 row[f"acc_gain_{tag}"] = row["acc_mean"] - ref["acc_mean"]
-                row[f"mca_gain_{tag}"] = None if row["mca_mean"] is None or ref["mca_mean"] is None else row["mca_mean"] - ref["mca_mean"]
+                row[f"mca_gain_{tag}"] = (
+                    None if row["mca_mean"] is None or ref["mca_mean"] is None else row["mca_mean"] - ref["mca_mean"]
+                )
                 mine, theirs = by_rung[row["rung"]], by_rung[ref["rung"]]
                 common = [p for p in mine if p in theirs]
                 test = paired_t_test([theirs[p] for p in common], [mine[p] for p in common])
                 row |= {f"n_pairs_{tag}": test.n, f"t_{tag}": test.t, f"p_{tag}": test.p}
             rows.append(row)
-    out = pl.DataFrame(rows, schema_overrides={c: schema[c] for c in LADDER_COLUMNS if c not in ("budget",)}, infer_schema_length=None)
+    out = pl.DataFrame(
+        rows, schema_overrides={c: schema[c] for c in LADDER_COLUMNS if c not in ("budget",)}, infer_schema_length=None
+    )
     return out.select(LADDER_COLUMNS)
 
 
@@ -311,16 +358,33 @@ def format_ladder(table: pl.DataFrame, budget_label: str = "Labels") -> pl.DataF
     def pval(p: float | None, n: int | None) -> str:
         return "" if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001") + f" (n={n})"
 
-    rows = [{
-        budget_label: "" if r["budget"] is None else _fmt_budget(r["budget"]),
-        "Rung": r["rung"], "Seeds": r["n"],
-        "Accuracy (%)": pm(r["acc_mean"], r["acc_std"]), "Mean class acc. (%)": pm(r["mca_mean"], r["mca_std"]),
-        "Δ acc. vs prev. (pp)": signed(r["acc_gain_prev"]), "p vs prev.": pval(r["p_prev"], r["n_pairs_prev"]),
-        "Δ acc. vs supervised (pp)": signed(r["acc_gain_sup"]), "p vs supervised": pval(r["p_sup"], r["n_pairs_sup"]),
-        "Δ mean class acc. vs supervised (pp)": signed(r["mca_gain_sup"]),
-    } for r in table.iter_rows(named=True)]
-    columns = [budget_label, "Rung", "Seeds", "Accuracy (%)", "Mean class acc. (%)", "Δ acc. vs prev. (pp)", "p vs prev.",
-               "Δ acc. vs supervised (pp)", "p vs supervised", "Δ mean class acc. vs supervised (pp)"]
+    rows = [
+        {
+            budget_label: "" if r["budget"] is None else _fmt_budget(r["budget"]),
+            "Rung": r["rung"],
+            "Seeds": r["n"],
+            "Accuracy (%)": pm(r["acc_mean"], r["acc_std"]),
+            "Mean class acc. (%)": pm(r["mca_mean"], r["mca_std"]),
+            "Δ acc. vs prev. (pp)": signed(r["acc_gain_prev"]),
+            "p vs prev.": pval(r["p_prev"], r["n_pairs_prev"]),
+            "Δ acc. vs supervised (pp)": signed(r["acc_gain_sup"]),
+            "p vs supervised": pval(r["p_sup"], r["n_pairs_sup"]),
+            "Δ mean class acc. vs supervised (pp)": signed(r["mca_gain_sup"]),
+        }
+        for r in table.iter_rows(named=True)
+    ]
+    columns = [
+        budget_label,
+        "Rung",
+        "Seeds",
+        "Accuracy (%)",
+        "Mean class acc. (%)",
+        "Δ acc. vs prev. (pp)",
+        "p vs prev.",
+        "Δ acc. vs supervised (pp)",
+        "p vs supervised",
+        "Δ mean class acc. vs supervised (pp)",
+    ]
     return pl.DataFrame(rows, schema={c: (pl.Int64 if c == "Seeds" else pl.String) for c in columns})
 
 
@@ -331,7 +395,11 @@ def _fmt_budget(value: Any) -> str:
 
 
 def budget_label(key: str | None) -> str:
-    return {"data.labels": "Labels", "data.labels_per_class": "Labels per class", "data.label_fraction": "Label fraction"}.get(key or "", "Budget")
+    return {
+        "data.labels": "Labels",
+        "data.labels_per_class": "Labels per class",
+        "data.label_fraction": "Label fraction",
+    }.get(key or "", "Budget")
 
 
 # ---- the search -----------------------------------------------------------------------------------------
@@ -366,7 +434,11 @@ def best_trials(trials: pl.DataFrame, study: dict[str, Any], k: int = 10) -> pl.
         trials.filter(pl.col(column).is_not_null())
         .sort(column, descending=mode == "max")
         .head(k)
-        .select(*[c for c in keep if c in trials.columns and c != column], _pct(column, f"{column}_pct"), *[_pct(c, f"{c}_pct") for c in extra])
+        .select(
+            *[c for c in keep if c in trials.columns and c != column],
+            _pct(column, f"{column}_pct"),
+            *[_pct(c, f"{c}_pct") for c in extra],
+        )
         .with_row_index("rank", offset=1)
     )
 
@@ -375,9 +447,12 @@ def param_points(trials: pl.DataFrame, study: dict[str, Any], key: str) -> pl.Da
     """One searched parameter against the study's metric: value, metric (in %), status, epochs_done per trial."""
     column, _ = search_metric(study)
     if key not in trials.columns or column not in trials.columns:
-        return pl.DataFrame(schema={"value": pl.Float64, "metric_pct": pl.Float64, "status": pl.String, "epochs_done": pl.Int64})
+        return pl.DataFrame(
+            schema={"value": pl.Float64, "metric_pct": pl.Float64, "status": pl.String, "epochs_done": pl.Int64}
+        )
     return trials.filter(pl.col(column).is_not_null() & pl.col(key).is_not_null()).select(
-        "trial_id", pl.col(key).alias("value"), _pct(column, "metric_pct"), "status", "epochs_done")
+        "trial_id", pl.col(key).alias("value"), _pct(column, "metric_pct"), "status", "epochs_done"
+    )
 
 
 def param_summary(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
@@ -388,20 +463,39 @@ def param_summary(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
     for key, spec in (study.get("params") or {}).items():
         points = param_points(trials, study, key)
         kind, values = next(iter(spec.items()))
-        row: dict[str, Any] = {"param": key, "distribution": f"{kind} {json.dumps(values)}", "n": points.height,
-                               "spearman": None, "best_trial_value": None, "best_level": None, "best_level_mean_pct": None}
+        row: dict[str, Any] = {
+            "param": key,
+            "distribution": f"{kind} {json.dumps(values)}",
+            "n": points.height,
+            "spearman": None,
+            "best_trial_value": None,
+            "best_level": None,
+            "best_level_mean_pct": None,
+        }
         if points.height:
             ranked = points.sort("metric_pct", descending=mode == "max")
             row["best_trial_value"] = _short(ranked["value"][0])
             numeric = _is_numeric(points.schema["value"])
             if numeric and points.height > 2 and points["value"].n_unique() > 1 and points["metric_pct"].n_unique() > 1:
                 row["spearman"] = points.select(pl.corr("value", "metric_pct", method="spearman")).item()
-            levels = points.group_by("value").agg(pl.col("metric_pct").mean().alias("m")).sort("m", descending=mode == "max")
+            levels = (
+                points.group_by("value").agg(pl.col("metric_pct").mean().alias("m")).sort("m", descending=mode == "max")
+            )
             if kind in ("grid", "choice") or not _is_numeric(points.schema["value"]):
                 row["best_level"], row["best_level_mean_pct"] = _short(levels["value"][0]), levels["m"][0]
         rows.append(row)
-    return pl.DataFrame(rows, schema={"param": pl.String, "distribution": pl.String, "n": pl.Int64, "spearman": pl.Float64,
-                                      "best_trial_value": pl.String, "best_level": pl.String, "best_level_mean_pct": pl.Float64})
+    return pl.DataFrame(
+        rows,
+        schema={
+            "param": pl.String,
+            "distribution": pl.String,
+            "n": pl.Int64,
+            "spearman": pl.Float64,
+            "best_trial_value": pl.String,
+            "best_level": pl.String,
+            "best_level_mean_pct": pl.Float64,
+        },
+    )
 
 
 def _short(value: Any) -> str:
@@ -446,7 +540,9 @@ def importance_method() -> str:
     return "fanova"
 
 
-def param_importance(trials: pl.DataFrame, study: dict[str, Any], method: str | None = None, seed: int = 0) -> tuple[pl.DataFrame, str]:
+def param_importance(
+    trials: pl.DataFrame, study: dict[str, Any], method: str | None = None, seed: int = 0
+) -> tuple[pl.DataFrame, str]:
     """The importance of each searched parameter for the study's metric, and a sentence saying how it was got.
 
     An Optuna study is rebuilt in memory from the trials (every trial with a metric, early-stopped ones judged
@@ -466,13 +562,20 @@ def param_importance(trials: pl.DataFrame, study: dict[str, Any], method: str | 
     usable = trials.filter(pl.col(column).is_not_null() & (pl.col("status") != "error"))
     varying = {k: v for k, v in params.items() if usable[k].n_unique() > 1}
     if usable.height < 3 or not varying:
-        return empty, f"{usable.height} trial(s) with a metric and {len(varying)} varying parameter(s): too few for an importance"
+        return (
+            empty,
+            f"{usable.height} trial(s) with a metric and {len(varying)} varying parameter(s): too few for an importance",
+        )
     distributions = {k: _distribution(spec, usable[k].drop_nulls().to_list()) for k, spec in varying.items()}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rebuilt = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     for row in usable.iter_rows(named=True):
         values = {k: _categorical(row[k]) for k in varying if row[k] is not None}
-        rebuilt.add_trial(optuna.trial.create_trial(params=values, distributions={k: distributions[k] for k in values}, value=float(row[column])))
+        rebuilt.add_trial(
+            optuna.trial.create_trial(
+                params=values, distributions={k: distributions[k] for k in values}, value=float(row[column])
+            )
+        )
     if method == "fanova":
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         how = f"fANOVA (Optuna's FanovaImportanceEvaluator, seed {seed})"
@@ -483,16 +586,20 @@ def param_importance(trials: pl.DataFrame, study: dict[str, Any], method: str | 
         raise ValueError(f"method: expected 'fanova' or 'ped-anova', got {method!r}")
     try:
         scores = optuna.importance.get_param_importances(rebuilt, evaluator=evaluator, normalize=True)
-    except Exception as err:  # noqa: BLE001 - too few or degenerate trials: say so instead of failing the report
+    except Exception as err:
         return empty, f"{how} failed on {usable.height} trials: {err}"
-    table = pl.DataFrame({"param": list(scores), "importance": [float(v) for v in scores.values()]}, schema=empty.schema)
+    table = pl.DataFrame(
+        {"param": list(scores), "importance": [float(v) for v in scores.values()]}, schema=empty.schema
+    )
     return table.sort("importance", descending=True), f"{how} of {column} over {usable.height} trials"
 
 
 # ---- dynamics -------------------------------------------------------------------------------------------
 
 
-def best_trial_id(trials: pl.DataFrame, study: dict[str, Any], require: Sequence[str] = (), epochs: pl.DataFrame | None = None) -> str | None:
+def best_trial_id(
+    trials: pl.DataFrame, study: dict[str, Any], require: Sequence[str] = (), epochs: pl.DataFrame | None = None
+) -> str | None:
     """The best trial by the study's metric; with ``require``, the best one whose epochs hold those columns."""
     column, mode = search_metric(study)
     if column not in trials.columns:
@@ -516,7 +623,9 @@ def trial_label(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
     if "variant" in trials.columns and trials["variant"].drop_nulls().len():
         group = pl.col("variant").fill_null("?")
         if several:
-            group = pl.concat_str([group, pl.lit(" · "), pl.col(key).cast(pl.String), pl.lit(f" {budget_label(key).lower()}")])
+            group = pl.concat_str(
+                [group, pl.lit(" · "), pl.col(key).cast(pl.String), pl.lit(f" {budget_label(key).lower()}")]
+            )
         return trials.select("trial_id", group.alias("group"))
     column, _ = search_metric(study)
     if column in trials.columns:
@@ -525,7 +634,9 @@ def trial_label(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
     return trials.select("trial_id", pl.col("trial_id").alias("group"))
 
 
-def curves(epochs: pl.DataFrame, trials: pl.DataFrame, study: dict[str, Any], columns: Sequence[str], max_groups: int = 8) -> pl.DataFrame:
+def curves(
+    epochs: pl.DataFrame, trials: pl.DataFrame, study: dict[str, Any], columns: Sequence[str], max_groups: int = 8
+) -> pl.DataFrame:
     """Per-epoch curves of ``columns`` (fractions), averaged over the trials of each group (``trial_label``):
     one row per group and epoch, columns group, epoch, n (trials) and ``<column>_pct`` for each column, in %.
     Groups are ordered by budget, then rung, or for a search by the trials' metric, best first, at most
@@ -535,13 +646,19 @@ def curves(epochs: pl.DataFrame, trials: pl.DataFrame, study: dict[str, Any], co
         return pl.DataFrame(schema={"group": pl.String, "epoch": pl.Int64, "n": pl.UInt32})
     labels = trial_label(trials, study)
     joined = epochs.select("trial_id", "epoch", *cols).join(labels, on="trial_id", how="inner")
-    out = joined.group_by("group", "epoch").agg(pl.len().alias("n"), *[(pl.col(c).mean() * 100).alias(f"{c}_pct") for c in cols])
+    out = joined.group_by("group", "epoch").agg(
+        pl.len().alias("n"), *[(pl.col(c).mean() * 100).alias(f"{c}_pct") for c in cols]
+    )
     order = _group_order(trials, study, labels)
     if not _has_rungs(trials):
         order = order[:max_groups]
     rank = {g: i for i, g in enumerate(order)}
     out = out.filter(pl.col("group").is_in(order) & pl.any_horizontal([pl.col(f"{c}_pct").is_not_null() for c in cols]))
-    return out.with_columns(pl.col("group").replace_strict(rank, return_dtype=pl.Int64).alias("_o")).sort("_o", "epoch").drop("_o")
+    return (
+        out.with_columns(pl.col("group").replace_strict(rank, return_dtype=pl.Int64).alias("_o"))
+        .sort("_o", "epoch")
+        .drop("_o")
+    )
 
 
 def _has_rungs(trials: pl.DataFrame) -> bool:
@@ -554,7 +671,9 @@ def _group_order(trials: pl.DataFrame, study: dict[str, Any], labels: pl.DataFra
         rung = {r: i for i, r in enumerate(rung_order(study, trials))}
         key = budget_key(trials, study)
         frame = labels.join(trials.select("trial_id", "variant", *([key] if key else [])), on="trial_id")
-        frame = frame.with_columns(pl.col("variant").replace_strict(rung, default=len(rung), return_dtype=pl.Int64).alias("_r"))
+        frame = frame.with_columns(
+            pl.col("variant").replace_strict(rung, default=len(rung), return_dtype=pl.Int64).alias("_r")
+        )
         return frame.sort(*([key] if key else []), "_r")["group"].unique(maintain_order=True).to_list()
     if column in trials.columns:
         ranked = trials.sort(column, descending=mode == "max", nulls_last=True).select("trial_id")
@@ -568,9 +687,13 @@ def thresholds(epochs: pl.DataFrame, trial_id: str) -> pl.DataFrame:
     cols = _present(epochs.filter(pl.col("trial_id") == trial_id), [f"threshold_{c}" for c in names])
     if not cols:
         return pl.DataFrame(schema={"epoch": pl.Int64, "class": pl.String, "threshold": pl.Float64})
-    return (epochs.filter(pl.col("trial_id") == trial_id).select("epoch", *cols)
-            .unpivot(index="epoch", on=cols, variable_name="class", value_name="threshold")
-            .with_columns(pl.col("class").str.strip_prefix("threshold_")).sort("epoch"))
+    return (
+        epochs.filter(pl.col("trial_id") == trial_id)
+        .select("epoch", *cols)
+        .unpivot(index="epoch", on=cols, variable_name="class", value_name="threshold")
+        .with_columns(pl.col("class").str.strip_prefix("threshold_"))
+        .sort("epoch")
+    )
 
 
 def threshold_trial(trials: pl.DataFrame, epochs: pl.DataFrame, study: dict[str, Any]) -> tuple[str | None, bool]:
@@ -579,11 +702,18 @@ def threshold_trial(trials: pl.DataFrame, epochs: pl.DataFrame, study: dict[str,
     cols = [f"threshold_{c}" for c in class_names(epochs) if f"threshold_{c}" in epochs.columns]
     if not cols:
         return None, False
-    spread = (epochs.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in cols]))
-              .group_by("trial_id").agg(pl.concat_list(cols).explode().n_unique().alias("distinct")))
+    spread = (
+        epochs.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in cols]))
+        .group_by("trial_id")
+        .agg(pl.concat_list(cols).explode().n_unique().alias("distinct"))
+    )
     moving = set(spread.filter(pl.col("distinct") > 1)["trial_id"].to_list())
     column, mode = search_metric(study)
-    ranked = trials.filter(pl.col(column).is_not_null()).sort(column, descending=mode == "max")["trial_id"].to_list() if column in trials.columns else []
+    ranked = (
+        trials.filter(pl.col(column).is_not_null()).sort(column, descending=mode == "max")["trial_id"].to_list()
+        if column in trials.columns
+        else []
+    )
     for trial in ranked:
         if trial in moving:
             return trial, True
@@ -603,14 +733,21 @@ def chance_levels(epochs: pl.DataFrame) -> dict[str, Any]:
     support = [sum(row) for row in matrices[0]]
     names = class_names(epochs)
     top = max(range(len(support)), key=support.__getitem__)
-    return {"majority_class": names[top] if len(names) == len(support) else str(top),
-            "majority_pct": 100.0 * support[top] / max(1, sum(support)), "chance_mca_pct": 100.0 / len(support),
-            "test_images": sum(support)}
+    return {
+        "majority_class": names[top] if len(names) == len(support) else str(top),
+        "majority_pct": 100.0 * support[top] / max(1, sum(support)),
+        "chance_mca_pct": 100.0 / len(support),
+        "test_images": sum(support),
+    }
 
 
 def best_epoch(epochs: pl.DataFrame, trial_id: str, metric: str = "test_acc") -> int | None:
     """The epoch of a trial's best ``metric`` (the first one on ties): where its best_* value was measured."""
-    rows = epochs.filter((pl.col("trial_id") == trial_id) & pl.col(metric).is_not_null()) if metric in epochs.columns else epochs.clear()
+    rows = (
+        epochs.filter((pl.col("trial_id") == trial_id) & pl.col(metric).is_not_null())
+        if metric in epochs.columns
+        else epochs.clear()
+    )
     if not rows.height:
         return None
     return int(rows.sort(metric, "epoch", descending=[True, False])["epoch"][0])
@@ -626,8 +763,14 @@ def per_class_accuracy(epochs: pl.DataFrame, trial_id: str, epoch: int) -> pl.Da
     r = row.row(0, named=True)
     matrix = r.get("test_confusion")
     support = [int(sum(line)) for line in matrix] if matrix else [None] * len(names)
-    return pl.DataFrame({"class": names, "accuracy_pct": [None if r.get(f"test_acc_{c}") is None else r[f"test_acc_{c}"] * 100 for c in names],
-                         "support": support}, schema={"class": pl.String, "accuracy_pct": pl.Float64, "support": pl.Int64})
+    return pl.DataFrame(
+        {
+            "class": names,
+            "accuracy_pct": [None if r.get(f"test_acc_{c}") is None else r[f"test_acc_{c}"] * 100 for c in names],
+            "support": support,
+        },
+        schema={"class": pl.String, "accuracy_pct": pl.Float64, "support": pl.Int64},
+    )
 
 
 def confusion(epochs: pl.DataFrame, trial_id: str, epoch: int, normalize: bool = False) -> pl.DataFrame:

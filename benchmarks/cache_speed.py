@@ -54,7 +54,9 @@ def main() -> int:
     print(f"images: {n} x {shape}")
     print(f"first load (decode + write cache): {first_s:8.2f} s")
     print(f"second load (cache hit):           {second_s:8.2f} s   ratio {first_s / second_s:6.1f}x")
-    print(f"second load + read every pixel:    {second_s + touch_s:8.2f} s   ratio {first_s / (second_s + touch_s):6.1f}x")
+    print(
+        f"second load + read every pixel:    {second_s + touch_s:8.2f} s   ratio {first_s / (second_s + touch_s):6.1f}x"
+    )
     return 0
 
 

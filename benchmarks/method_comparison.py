@@ -32,7 +32,15 @@ def build_study(args: argparse.Namespace) -> dict:
     presets = {name: load_yaml(ROOT / "presets" / f"{name}.yaml") for name in METHODS}
     base = presets["supervised"]
     base["data"]["options"] = {"image_size": args.image_size} if args.data is None else {}
-    base["trainer"].update(epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, mu=args.mu, lr=args.lr, schedule=args.schedule, eval_unlabeled=1000)
+    base["trainer"].update(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        batch_size=args.batch_size,
+        mu=args.mu,
+        lr=args.lr,
+        schedule=args.schedule,
+        eval_unlabeled=1000,
+    )
     base["model"] = {"name": args.model, "weights": args.weights and str(Path(args.weights).resolve())}
     ema = {"enabled": True, "decay": args.ema}
     variants = {name: {"components": {**preset["components"], "ema": ema}} for name, preset in presets.items()}
@@ -85,14 +93,21 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--model", default="small_cnn")
-    p.add_argument("--weights", help="a backbone state dict every method starts from (e.g. an MS-Celeb-1M ResNet-18); default: from scratch")
+    p.add_argument(
+        "--weights",
+        help="a backbone state dict every method starts from (e.g. an MS-Celeb-1M ResNet-18); default: from scratch",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mu", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--schedule", default="cosine", choices=("none", "cosine"),
-                   help="learning-rate schedule; cosine ends on a settled model, so the last epoch is not one noisy step")
+    p.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=("none", "cosine"),
+        help="learning-rate schedule; cosine ends on a settled model, so the last epoch is not one noisy step",
+    )
     p.add_argument("--ema", type=float, default=0.99)
     p.add_argument("--gpu", type=float, default=0.0)
     p.add_argument("--name", default="method_comparison")
@@ -103,10 +118,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         study = Path(folder) / f"{args.name}.yaml"
         study.write_text(yaml.safe_dump(build_study(args), sort_keys=False))
-        argv = ["--space", str(study), "--storage", args.storage] + (["--data", args.data] if args.data else []) + (["--resume"] if args.resume else [])
+        argv = (
+            ["--space", str(study), "--storage", args.storage]
+            + (["--data", args.data] if args.data else [])
+            + (["--resume"] if args.resume else [])
+        )
         trials = run.run(run.parse_args(argv))
     with pl.Config(tbl_rows=50, tbl_cols=20, float_precision=2):
-        print("test accuracy and mean class accuracy (mca) in %, mean and std over seeds; gain = last_mean - supervised's last_mean")
+        print(
+            "test accuracy and mean class accuracy (mca) in %, mean and std over seeds; gain = last_mean - supervised's last_mean"
+        )
         print(table(trials))
 
 

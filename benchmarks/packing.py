@@ -37,7 +37,9 @@ GOALS = {"small_cnn": 2.5, "resnet18": 1.3}  # aggregate images/s of 4 trials at
 EXIT_NO_GPU = 2
 
 
-def packing_trial(config: dict[str, Any], *, data: dict[str, Any], run_config: dict[str, Any], spec: dict[str, Any]) -> None:
+def packing_trial(
+    config: dict[str, Any], *, data: dict[str, Any], run_config: dict[str, Any], spec: dict[str, Any]
+) -> None:
     """One Ray trial: a Trainer, warm-up, a barrier with its siblings, then timed steps."""
     import copy
 
@@ -85,13 +87,22 @@ def packing_trial(config: dict[str, Any], *, data: dict[str, Any], run_config: d
     tune.report({"start": start, "ends": ends, "peak_mib": peak, "reserved_mib": reserved, "pid": os.getpid()})
 
 
-def run_case(args: argparse.Namespace, data_ref: Any, run_config: dict[str, Any], trials: int, gpu: float, storage: Path) -> list[dict[str, Any]]:
+def run_case(
+    args: argparse.Namespace, data_ref: Any, run_config: dict[str, Any], trials: int, gpu: float, storage: Path
+) -> list[dict[str, Any]]:
     """``trials`` concurrent trials at ``gpu`` each; their reported metrics."""
     from ray import tune
 
     barrier = Path(tempfile.mkdtemp(prefix="barrier-", dir=storage))
-    spec = {"gpu": gpu, "cpu": args.cpus_per_trial, "warmup": args.warmup, "seconds": args.seconds, "trials": trials,
-            "barrier": str(barrier), "barrier_timeout": 600}
+    spec = {
+        "gpu": gpu,
+        "cpu": args.cpus_per_trial,
+        "warmup": args.warmup,
+        "seconds": args.seconds,
+        "trials": trials,
+        "barrier": str(barrier),
+        "barrier_timeout": 600,
+    }
     trainable = tune.with_resources(
         tune.with_parameters(packing_trial, data=data_ref, run_config=run_config, spec=spec),
         {"cpu": args.cpus_per_trial, "gpu": gpu},
@@ -100,8 +111,12 @@ def run_case(args: argparse.Namespace, data_ref: Any, run_config: dict[str, Any]
         trainable,
         param_space={"index": tune.grid_search(list(range(trials)))},
         tune_config=tune.TuneConfig(max_concurrent_trials=trials, reuse_actors=False),
-        run_config=tune.RunConfig(name=f"{run_config['model']['name']}-{trials}", storage_path=str(storage), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=tune.RunConfig(
+            name=f"{run_config['model']['name']}-{trials}",
+            storage_path=str(storage),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
     grid = tuner.fit()
     errors = [str(r.error) for r in grid if r.error is not None]
@@ -123,23 +138,37 @@ def aggregate(metrics: list[dict[str, Any]], images_per_step: int) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cpu", action="store_true", help="no GPU: CPU trials at cpu=1 each, 1 and 2 at once (exercises the code path)")
+    p.add_argument(
+        "--cpu", action="store_true", help="no GPU: CPU trials at cpu=1 each, 1 and 2 at once (exercises the code path)"
+    )
     p.add_argument("--models", nargs="+", default=["small_cnn", "resnet18"], choices=("small_cnn", "resnet18"))
     p.add_argument("--size", type=int, default=112, help="image side (default 112)")
     p.add_argument("--batch", type=int, default=32, help="labeled images per step, B (default 32)")
     p.add_argument("--mu", type=int, default=7, help="unlabeled images per labeled one (default 7)")
-    p.add_argument("--trials", type=int, nargs="+", default=None, help="concurrent trials per case (default: 1 2 4 on GPU, 1 2 with --cpu)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        nargs="+",
+        default=None,
+        help="concurrent trials per case (default: 1 2 4 on GPU, 1 2 with --cpu)",
+    )
     p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per trial (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per trial first (default 5)")
-    p.add_argument("--cpus-per-trial", type=float, default=None, help="Ray CPUs per trial (default: 2 on GPU, 1 with --cpu)")
+    p.add_argument(
+        "--cpus-per-trial", type=float, default=None, help="Ray CPUs per trial (default: 2 on GPU, 1 with --cpu)"
+    )
     p.add_argument("--scale", type=float, default=0.1, help="synthfer's size relative to RAF-DB (default 0.1)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another override of the trainer's config")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="another override of the trainer's config"
+    )
     args = p.parse_args(argv)
 
     if not args.cpu and not torch.cuda.is_available():
-        print("packing.py measures trials sharing one GPU and needs a CUDA GPU; this machine has none.\n"
-              "Run it on a GPU machine, or pass --cpu to exercise the same code path with CPU trials (cpu=1 each).",
-              file=sys.stderr)
+        print(
+            "packing.py measures trials sharing one GPU and needs a CUDA GPU; this machine has none.\n"
+            "Run it on a GPU machine, or pass --cpu to exercise the same code path with CPU trials (cpu=1 each).",
+            file=sys.stderr,
+        )
         return EXIT_NO_GPU
     trials = args.trials or ([1, 2] if args.cpu else [1, 2, 4])
     if args.cpus_per_trial is None:
@@ -152,19 +181,32 @@ def main(argv: list[str] | None = None) -> int:
     from ablate.trial import to_shared
 
     images_per_step = args.batch * (1 + args.mu)
-    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu_model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
+    )
     gpu_name = "none (CPU trials)" if args.cpu else torch.cuda.get_device_name(0)
-    print(f"CPU {cpu_model} ({os.cpu_count()} cores), GPU {gpu_name}; side {args.size}, B {args.batch}, mu {args.mu} "
-          f"({images_per_step} images/step), {args.warmup} warm-up steps, {args.seconds:g} s timed per trial, "
-          f"{args.cpus_per_trial:g} CPU per trial; load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"CPU {cpu_model} ({os.cpu_count()} cores), GPU {gpu_name}; side {args.size}, B {args.batch}, mu {args.mu} "
+        f"({images_per_step} images/step), {args.warmup} warm-up steps, {args.seconds:g} s timed per trial, "
+        f"{args.cpus_per_trial:g} CPU per trial; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
 
-    base = ["trainer.forward=concat", "trainer.epochs=1", "trainer.steps_per_epoch=1000000",
-            f"trainer.batch_size={args.batch}", f"trainer.mu={args.mu}", f"data.options={{scale: {args.scale}, image_size: {args.size}}}"]
+    base = [
+        "trainer.forward=concat",
+        "trainer.epochs=1",
+        "trainer.steps_per_epoch=1000000",
+        f"trainer.batch_size={args.batch}",
+        f"trainer.mu={args.mu}",
+        f"data.options={{scale: {args.scale}, image_size: {args.size}}}",
+    ]
     configs = {m: load_config(preset_path("lion"), base + [f"model.name={m}"] + args.set) for m in args.models}
     faces = load_data(configs[args.models[0]]["data"])
 
     if args.cpu:
-        ray.init(num_cpus=int(max(trials) * args.cpus_per_trial), num_gpus=0, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            num_cpus=int(max(trials) * args.cpus_per_trial), num_gpus=0, include_dashboard=False, log_to_driver=False
+        )
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         if ray.cluster_resources().get("GPU", 0) < 1:
@@ -182,19 +224,26 @@ def main(argv: list[str] | None = None) -> int:
                     total, window, own = aggregate(metrics, images_per_step)
                     peaks = [m["peak_mib"] for m in metrics]
                     rows.append((model, n, gpu, total, window, own, peaks))
-                    print(f"{model} x{n} at gpu {gpu:g}: {total:.1f} images/s together over {window:.1f} s; "
-                          f"per trial {', '.join(f'{r:.1f}' for r in own)} images/s; peak {', '.join(f'{x:.0f}' for x in peaks)} MiB; "
-                          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+                    print(
+                        f"{model} x{n} at gpu {gpu:g}: {total:.1f} images/s together over {window:.1f} s; "
+                        f"per trial {', '.join(f'{r:.1f}' for r in own)} images/s; peak {', '.join(f'{x:.0f}' for x in peaks)} MiB; "
+                        f"load average {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
     finally:
         ray.shutdown()
 
     memory = "peak RSS MiB" if args.cpu else "peak GPU MiB"
     print()
-    print(f"{'model':>10} {'trials':>6} {'gpu':>5} {'images/s':>9} {'vs 1':>6} {'window s':>9} {memory + ' per trial':>24}")
+    print(
+        f"{'model':>10} {'trials':>6} {'gpu':>5} {'images/s':>9} {'vs 1':>6} {'window s':>9} {memory + ' per trial':>24}"
+    )
     single = {model: total for model, n, _, total, *_ in rows if n == 1}
     for model, n, gpu, total, window, own, peaks in rows:
         ratio = f"{total / single[model]:.2f}x" if model in single else "-"
-        print(f"{model:>10} {n:>6} {gpu:>5.2f} {total:>9.1f} {ratio:>6} {window:>9.1f} {' '.join(f'{x:.0f}' for x in peaks):>24}")
+        print(
+            f"{model:>10} {n:>6} {gpu:>5.2f} {total:>9.1f} {ratio:>6} {window:>9.1f} {' '.join(f'{x:.0f}' for x in peaks):>24}"
+        )
     if not args.cpu:
         for model in args.models:
             four = next((total for m, n, _, total, *_ in rows if m == model and n == 4), None)

@@ -20,7 +20,7 @@ Padding follows ablate's default (Ada-CM's 8 px at 224, scaled with the side), a
 from __future__ import annotations
 
 import io
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -47,23 +47,27 @@ def decode(blob: bytes) -> Image.Image:
 
 
 def weak_transform(side: int, pad: int) -> transforms.Compose:
-    return transforms.Compose([
-        transforms.RandomHorizontalFlip(),
-        transforms.RandomCrop(side, padding=pad, padding_mode="reflect"),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return transforms.Compose(
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomCrop(side, padding=pad, padding_mode="reflect"),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def strong_transform(side: int, pad: int) -> transforms.Compose:
-    return transforms.Compose([
-        transforms.RandomHorizontalFlip(),
-        transforms.RandomCrop(side, padding=pad, padding_mode="reflect"),
-        transforms.RandAugment(num_ops=2),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        transforms.RandomErasing(p=1.0, scale=(0.0025, 0.25), ratio=(1.0, 1.0), value=0),  # cutout
-    ])
+    return transforms.Compose(
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomCrop(side, padding=pad, padding_mode="reflect"),
+            transforms.RandAugment(num_ops=2),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            transforms.RandomErasing(p=1.0, scale=(0.0025, 0.25), ratio=(1.0, 1.0), value=0),  # cutout
+        ]
+    )
 
 
 class LabeledFiles(Dataset):
@@ -128,8 +132,15 @@ class ReferencePipeline:
             # Sampling with replacement for as many batches as the run takes, so no epoch ends (and no worker
             # restarts) inside the timed steps.
             sampler = RandomSampler(dataset, replacement=True, num_samples=batch * total_steps)
-            return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=cuda,
-                              drop_last=True, persistent_workers=workers > 0)
+            return DataLoader(
+                dataset,
+                batch_size=batch,
+                sampler=sampler,
+                num_workers=workers,
+                pin_memory=cuda,
+                drop_last=True,
+                persistent_workers=workers > 0,
+            )
 
         self.labeled_loader = loader(labeled_set, batch_size)
         self.unlabeled_loader = loader(unlabeled_set, batch_size * mu)

@@ -113,7 +113,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     few = run("(b) 100 labels", train_images[few_idx], train_labels[few_idx], args.steps_few, *common)
     print(f"\n(a) every label: {full:.1f} %   (b) 100 labels: {few:.1f} %   gap: {full - few:.1f} points")
-    print(f"targets: (a) 80-92 % -> {'met' if 80 <= full <= 92 else 'missed'}; gap >= 20 -> {'met' if full - few >= 20 else 'missed'}")
+    print(
+        f"targets: (a) 80-92 % -> {'met' if 80 <= full <= 92 else 'missed'}; gap >= 20 -> {'met' if full - few >= 20 else 'missed'}"
+    )
 
 
 if __name__ == "__main__":

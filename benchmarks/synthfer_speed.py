@@ -37,9 +37,13 @@ def main() -> None:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         rate_wall, rate_cpu = n / wall, n / cpu
         best_wall, best_cpu = max(best_wall, rate_wall), max(best_cpu, rate_cpu)
-        print(f"run {repeat + 1}: {n} images {tuple(images.shape[1:])} in {wall:.2f} s: {rate_wall:.0f} images/s (cpu {cpu:.2f} s)")
-    print(f"synthfer at {args.size}x{args.size}, caller at {args.threads} threads: {best_wall:.0f} images/s wall clock "
-          f"({best_wall / GOAL:.2f}x the {GOAL:.0f}/s goal); {best_cpu:.0f} images per CPU-second")
+        print(
+            f"run {repeat + 1}: {n} images {tuple(images.shape[1:])} in {wall:.2f} s: {rate_wall:.0f} images/s (cpu {cpu:.2f} s)"
+        )
+    print(
+        f"synthfer at {args.size}x{args.size}, caller at {args.threads} threads: {best_wall:.0f} images/s wall clock "
+        f"({best_wall / GOAL:.2f}x the {GOAL:.0f}/s goal); {best_cpu:.0f} images per CPU-second"
+    )
 
 
 if __name__ == "__main__":

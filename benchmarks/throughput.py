@@ -27,7 +27,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -37,7 +37,7 @@ from ablate.experiment import load_config, preset_path
 from ablate.trainer import Trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_pipeline import ReferencePipeline  # noqa: E402  (benchmarks/reference_pipeline.py)
+from reference_pipeline import ReferencePipeline
 
 
 def sync(device: torch.device) -> None:
@@ -100,8 +100,18 @@ def run_reference(args: argparse.Namespace, config: dict, faces, device: torch.d
     del probe
     reset_memory(device)
     reference = ReferencePipeline(
-        faces.images, faces.labels, labeled, unlabeled, model=args.model, num_classes=faces.num_classes,
-        batch_size=args.batch, mu=args.mu, workers=args.workers, device=device, total_steps=args.warmup + args.steps, pad=pad,
+        faces.images,
+        faces.labels,
+        labeled,
+        unlabeled,
+        model=args.model,
+        num_classes=faces.num_classes,
+        batch_size=args.batch,
+        mu=args.mu,
+        workers=args.workers,
+        device=device,
+        total_steps=args.warmup + args.steps,
+        pad=pad,
     )
     try:
         seconds = timed_steps(lambda _: reference.step(), args.warmup, args.steps, device)
@@ -147,13 +157,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32, help="labeled images per step, B (default 32, the presets')")
     p.add_argument("--mu", type=int, default=7, help="unlabeled images per labeled one (default 7)")
     p.add_argument("--steps", type=int, default=50, help="timed steps per pipeline (default 50)")
-    p.add_argument("--repeats", type=int, default=1, help="runs of each pipeline, in alternating order; the median is shown (default 1)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of each pipeline, in alternating order; the median is shown (default 1)",
+    )
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; 10 with --compile)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers per loader of the reference (default: 16 on cuda, 2 on cpu)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers per loader of the reference (default: 16 on cuda, 2 on cpu)",
+    )
     p.add_argument("--compile", action="store_true", help="wrap ablate's model with torch.compile")
-    p.add_argument("--scale", type=float, default=0.1, help="synthfer's size relative to RAF-DB (default 0.1: 1,532 images)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process (default: torch's choice)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another override of ablate's config, e.g. trainer.forward=separate")
+    p.add_argument(
+        "--scale", type=float, default=0.1, help="synthfer's size relative to RAF-DB (default 0.1: 1,532 images)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads of the main process (default: torch's choice)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another override of ablate's config, e.g. trainer.forward=separate",
+    )
     args = p.parse_args(argv)
     if args.device == "cuda" and not cuda:
         p.error("--device cuda: this machine has no CUDA GPU; use --device cpu")
@@ -167,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
 
     per_step = args.batch * (1 + args.mu)
     print(describe_machine(device))
-    print(f"model {args.model}, B {args.batch}, mu {args.mu} ({per_step} images/step), {args.warmup} warm-up + {args.steps} timed steps, "
-          f"{args.repeats} repeat(s), reference workers {args.workers} per loader, compile {args.compile}, "
-          f"ablate overrides {args.set or 'none'}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"model {args.model}, B {args.batch}, mu {args.mu} ({per_step} images/step), {args.warmup} warm-up + {args.steps} timed steps, "
+        f"{args.repeats} repeat(s), reference workers {args.workers} per loader, compile {args.compile}, "
+        f"ablate overrides {args.set or 'none'}, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     rows = []
     for side in args.sizes:
         results = bench_side(args, side, device)
@@ -179,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             rates[name] = (steps_s, steps_s * per_step, runs[-1][1], [args.steps / seconds for seconds, _ in runs])
         rows.append((side, rates))
         a, r = rates["ablate"], rates["reference"]
-        print(f"side {side}: ablate {a[0]:.3f} steps/s, {a[1]:.1f} images/s (peak {a[2]}); "
-              f"reference {r[0]:.3f} steps/s, {r[1]:.1f} images/s (peak {r[2]}); ratio {a[1] / r[1]:.2f}x "
-              f"[steps/s per repeat: ablate {' '.join(f'{x:.3f}' for x in a[3])}, reference {' '.join(f'{x:.3f}' for x in r[3])}]", flush=True)
+        print(
+            f"side {side}: ablate {a[0]:.3f} steps/s, {a[1]:.1f} images/s (peak {a[2]}); "
+            f"reference {r[0]:.3f} steps/s, {r[1]:.1f} images/s (peak {r[2]}); ratio {a[1] / r[1]:.2f}x "
+            f"[steps/s per repeat: ablate {' '.join(f'{x:.3f}' for x in a[3])}, reference {' '.join(f'{x:.3f}' for x in r[3])}]",
+            flush=True,
+        )
 
     print()
     print(f"{'side':>5} {'pipeline':>10} {'steps/s':>9} {'images/s':>10} {'peak mem':>10}")

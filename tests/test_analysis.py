@@ -42,16 +42,19 @@ def test_betainc_closed_forms():
     assert (T.betainc(2, 2, 0.0), T.betainc(2, 2, 1.0)) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("t, df, p", [
-    (1.0, 1, 0.5),                                    # Cauchy: 1 - (2/pi) atan(1)
-    (4.0, 1, 1 - 2 / math.pi * math.atan(4)),         # 0.155958...
-    (2.0, 2, 1 - 2 / math.sqrt(6)),                   # df 2: p = 1 - t / sqrt(2 + t^2)
-    (-2.0, 2, 1 - 2 / math.sqrt(6)),
-    (2.776445105, 4, 0.05),                           # the 97.5 % quantiles of the t table
-    (2.228138852, 10, 0.05),
-    (2.042272456, 30, 0.05),
-    (0.0, 5, 1.0),
-])
+@pytest.mark.parametrize(
+    "t, df, p",
+    [
+        (1.0, 1, 0.5),  # Cauchy: 1 - (2/pi) atan(1)
+        (4.0, 1, 1 - 2 / math.pi * math.atan(4)),  # 0.155958...
+        (2.0, 2, 1 - 2 / math.sqrt(6)),  # df 2: p = 1 - t / sqrt(2 + t^2)
+        (-2.0, 2, 1 - 2 / math.sqrt(6)),
+        (2.776445105, 4, 0.05),  # the 97.5 % quantiles of the t table
+        (2.228138852, 10, 0.05),
+        (2.042272456, 30, 0.05),
+        (0.0, 5, 1.0),
+    ],
+)
 def test_student_t_two_sided_p(t, df, p):
     assert T.student_t_two_sided_p(t, df) == pytest.approx(p, abs=1e-7)
 
@@ -92,22 +95,38 @@ def test_paired_t_test_degenerate():
 
 def hand_study() -> dict:
     # the grid's order is the ladder's; the variants mapping is in another order, and neither is alphabetical
-    return {"name": "hand", "variants": {"adaptive": {}, "supervised": {}, "fixmatch": {}},
-            "params": {"variant": {"grid": ["supervised", "fixmatch", "adaptive"]}, "trainer.seed": {"grid": [0, 1]}},
-            "search": {"metric": "best_test_acc", "mode": "max"}, "scheduler": {"name": "none"}}
+    return {
+        "name": "hand",
+        "variants": {"adaptive": {}, "supervised": {}, "fixmatch": {}},
+        "params": {"variant": {"grid": ["supervised", "fixmatch", "adaptive"]}, "trainer.seed": {"grid": [0, 1]}},
+        "search": {"metric": "best_test_acc", "mode": "max"},
+        "scheduler": {"name": "none"},
+    }
 
 
 def hand_trials() -> pl.DataFrame:
     rows = [  # (variant, seed, best acc, best mean class acc), shuffled
-        ("fixmatch", 1, 0.70, 0.50), ("supervised", 0, 0.50, 0.40), ("adaptive", 1, 0.72, 0.58),
-        ("supervised", 1, 0.60, 0.44), ("adaptive", 0, 0.60, 0.52), ("fixmatch", 0, 0.56, 0.46),
+        ("fixmatch", 1, 0.70, 0.50),
+        ("supervised", 0, 0.50, 0.40),
+        ("adaptive", 1, 0.72, 0.58),
+        ("supervised", 1, 0.60, 0.44),
+        ("adaptive", 0, 0.60, 0.52),
+        ("fixmatch", 0, 0.56, 0.46),
     ]
-    return pl.DataFrame({
-        "trial_id": [f"t{i}" for i in range(len(rows))], "status": ["complete"] * len(rows), "variant": [r[0] for r in rows],
-        "repeat": [0] * len(rows), "trainer.seed": [r[1] for r in rows], "data.labels": [100] * len(rows),
-        "best_test_acc": [r[2] for r in rows], "best_test_mean_class_acc": [r[3] for r in rows],
-        "last_test_acc": [r[2] - 0.1 for r in rows], "last_test_mean_class_acc": [r[3] for r in rows],
-    })
+    return pl.DataFrame(
+        {
+            "trial_id": [f"t{i}" for i in range(len(rows))],
+            "status": ["complete"] * len(rows),
+            "variant": [r[0] for r in rows],
+            "repeat": [0] * len(rows),
+            "trainer.seed": [r[1] for r in rows],
+            "data.labels": [100] * len(rows),
+            "best_test_acc": [r[2] for r in rows],
+            "best_test_mean_class_acc": [r[3] for r in rows],
+            "last_test_acc": [r[2] - 0.1 for r in rows],
+            "last_test_mean_class_acc": [r[3] for r in rows],
+        }
+    )
 
 
 def test_ladder_by_hand():
@@ -119,13 +138,21 @@ def test_ladder_by_hand():
     assert (sup["acc_mean"], sup["acc_std"]) == (pytest.approx(55.0), pytest.approx(math.sqrt(50)))
     assert (fix["acc_mean"], fix["acc_std"]) == (pytest.approx(63.0), pytest.approx(math.sqrt(98)))
     assert (ada["acc_mean"], ada["acc_std"]) == (pytest.approx(66.0), pytest.approx(math.sqrt(72)))
-    assert (sup["mca_mean"], fix["mca_mean"], ada["mca_mean"]) == (pytest.approx(42.0), pytest.approx(48.0), pytest.approx(55.0))
+    assert (sup["mca_mean"], fix["mca_mean"], ada["mca_mean"]) == (
+        pytest.approx(42.0),
+        pytest.approx(48.0),
+        pytest.approx(55.0),
+    )
     assert sup["acc_gain_prev"] is None and sup["p_sup"] is None
     assert (fix["acc_gain_prev"], fix["acc_gain_sup"]) == (pytest.approx(8.0), pytest.approx(8.0))
     assert (ada["acc_gain_prev"], ada["acc_gain_sup"]) == (pytest.approx(3.0), pytest.approx(11.0))
     assert (ada["mca_gain_prev"], ada["mca_gain_sup"]) == (pytest.approx(7.0), pytest.approx(13.0))
     # fixmatch - supervised per seed: 6, 10 -> t = 4 (df 1); adaptive - fixmatch: 4, 2 -> t = 3; adaptive - supervised: 10, 12 -> t = 11
-    assert (fix["t_prev"], fix["p_prev"], fix["n_pairs_prev"]) == (pytest.approx(4.0), pytest.approx(1 - 2 / math.pi * math.atan(4)), 2)
+    assert (fix["t_prev"], fix["p_prev"], fix["n_pairs_prev"]) == (
+        pytest.approx(4.0),
+        pytest.approx(1 - 2 / math.pi * math.atan(4)),
+        2,
+    )
     assert (ada["t_prev"], ada["p_prev"]) == (pytest.approx(3.0), pytest.approx(1 - 2 / math.pi * math.atan(3)))
     assert (ada["t_sup"], ada["p_sup"]) == (pytest.approx(11.0), pytest.approx(1 - 2 / math.pi * math.atan(11)))
 
@@ -135,7 +162,9 @@ def test_ladder_last_epoch_statuses_and_pairing():
     last = T.ladder_table(trials, hand_study(), which="last")
     assert last["acc_mean"].to_list() == pytest.approx([45.0, 53.0, 56.0])
     # a stopped trial does not count by default; its partner is left unpaired
-    trials = trials.with_columns(pl.when(pl.col("trial_id") == "t0").then(pl.lit("stopped")).otherwise(pl.col("status")).alias("status"))
+    trials = trials.with_columns(
+        pl.when(pl.col("trial_id") == "t0").then(pl.lit("stopped")).otherwise(pl.col("status")).alias("status")
+    )
     ladder = T.ladder_table(trials, hand_study())
     fix = ladder.row(1, named=True)
     assert (fix["n"], fix["acc_mean"], fix["acc_std"]) == (1, pytest.approx(56.0), None)
@@ -146,7 +175,12 @@ def test_ladder_last_epoch_statuses_and_pairing():
 def test_ladder_variants_order_and_budgets():
     study = hand_study()
     del study["params"]["variant"]  # no grid: the variants mapping's order
-    trials = pl.concat([hand_trials(), hand_trials().with_columns(pl.lit(400, dtype=pl.Int64).alias("data.labels"), pl.col("trial_id") + "b")])
+    trials = pl.concat(
+        [
+            hand_trials(),
+            hand_trials().with_columns(pl.lit(400, dtype=pl.Int64).alias("data.labels"), pl.col("trial_id") + "b"),
+        ]
+    )
     ladder = T.ladder_table(trials, study)
     assert ladder["budget"].to_list() == [100] * 3 + [400] * 3
     assert ladder["rung"].to_list() == ["adaptive", "supervised", "fixmatch"] * 2
@@ -165,9 +199,14 @@ def test_ladder_without_budget():
 
 def test_budget_key_and_labels():
     study = {"params": {"data.labels_per_class": {"grid": [10, 40]}}}
-    trials = pl.DataFrame({"data.labels": [None, None], "data.labels_per_class": [10, 40], "data.label_fraction": [None, None]})
+    trials = pl.DataFrame(
+        {"data.labels": [None, None], "data.labels_per_class": [10, 40], "data.label_fraction": [None, None]}
+    )
     assert T.budget_key(trials, study) == "data.labels_per_class"
-    assert T.budget_key(trials.drop("data.labels_per_class").with_columns(pl.lit(0.1).alias("data.label_fraction")), {}) == "data.label_fraction"
+    assert (
+        T.budget_key(trials.drop("data.labels_per_class").with_columns(pl.lit(0.1).alias("data.label_fraction")), {})
+        == "data.label_fraction"
+    )
     assert T.metric_title("best_test_acc") == "Best test accuracy (%)"
     assert T.metric_title("last_val_mean_class_acc") == "Last-epoch validation mean class accuracy (%)"
 
@@ -191,7 +230,9 @@ def test_fixture_ladder_matches_trials(ablation):
     assert ladder["budget"].unique().sort().to_list() == [100, 400]
     done = ablation.trials.filter(pl.col("status") == "complete")
     for row in ladder.iter_rows(named=True):
-        accs = done.filter((pl.col("variant") == row["rung"]) & (pl.col("data.labels") == row["budget"]))["best_test_acc"].to_list()
+        accs = done.filter((pl.col("variant") == row["rung"]) & (pl.col("data.labels") == row["budget"]))[
+            "best_test_acc"
+        ].to_list()
         assert row["n"] == len(accs)
         assert row["acc_mean"] == pytest.approx(100 * sum(accs) / len(accs))
 
@@ -279,7 +320,11 @@ def test_applicable_sections(ablation, search):
 def test_markdown_table():
     frame = pl.DataFrame({"name": ["a|b", None], "acc_pct": [12.345, None], "x": [0.000123456, 2.0]})
     assert sections.to_markdown(frame).splitlines() == [
-        "| name | acc_pct | x |", "|---|---:|---:|", "| a\\|b | 12.3 | 0.0001235 |", "|  |  | 2 |"]
+        "| name | acc_pct | x |",
+        "|---|---:|---:|",
+        "| a\\|b | 12.3 | 0.0001235 |",
+        "|  |  | 2 |",
+    ]
 
 
 # ---- loading errors -----------------------------------------------------------------------------------------
@@ -301,8 +346,24 @@ def test_load_errors(tmp_path):
 
 EXPECTED = {
     "ablation": ["ladder.png", "ladder.md", "ladder.csv"],
-    "search": ["best_trials.md", "best_trials.csv", "params.png", "importance.png", "importance.csv", "stops.png", "stops.md"],
-    "dynamics": ["thresholds.png", "unlabeled.png", "negative.png", "per_class.png", "confusion.png", "confusion.csv", "per_class.md"],
+    "search": [
+        "best_trials.md",
+        "best_trials.csv",
+        "params.png",
+        "importance.png",
+        "importance.csv",
+        "stops.png",
+        "stops.md",
+    ],
+    "dynamics": [
+        "thresholds.png",
+        "unlabeled.png",
+        "negative.png",
+        "per_class.png",
+        "confusion.png",
+        "confusion.csv",
+        "per_class.md",
+    ],
 }
 
 
@@ -356,10 +417,18 @@ def test_report_default_out_and_search(tmp_path):
 
 def test_report_when_every_trial_failed(tmp_path):
     trials = pl.read_parquet(SEARCH / "trials.parquet").with_columns(
-        pl.lit("error").alias("status"), pl.lit("ValueError: boom").alias("error"), pl.lit(0, dtype=pl.Int64).alias("epochs_done"),
-        *[pl.lit(None, dtype=pl.Float64).alias(c) for c in ("best_test_acc", "last_test_acc", "best_test_mean_class_acc", "last_test_mean_class_acc")])
+        pl.lit("error").alias("status"),
+        pl.lit("ValueError: boom").alias("error"),
+        pl.lit(0, dtype=pl.Int64).alias("epochs_done"),
+        *[
+            pl.lit(None, dtype=pl.Float64).alias(c)
+            for c in ("best_test_acc", "last_test_acc", "best_test_mean_class_acc", "last_test_mean_class_acc")
+        ],
+    )
     trials.write_parquet(tmp_path / "trials.parquet")
-    pl.DataFrame(schema={"trial_id": pl.String, "epoch": pl.Int64}).write_parquet(tmp_path / "epochs.parquet")  # as results.py writes it
+    pl.DataFrame(schema={"trial_id": pl.String, "epoch": pl.Int64}).write_parquet(
+        tmp_path / "epochs.parquet"
+    )  # as results.py writes it
     (tmp_path / "study.json").write_bytes((SEARCH / "study.json").read_bytes())
     res = T.load_results(tmp_path)
     index = sections.write_report(res, tmp_path / "report")
@@ -371,7 +440,9 @@ def test_report_when_every_trial_failed(tmp_path):
 def test_report_errors(tmp_path):
     done = run("-m", "ablate.report", str(tmp_path / "missing"))
     assert done.returncode == 2
-    assert str(tmp_path / "missing") in done.stderr and "trials.parquet" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        str(tmp_path / "missing") in done.stderr and "trials.parquet" in done.stderr and "Traceback" not in done.stderr
+    )
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "study.json").write_text("{}")
     done = run("-m", "ablate.report", str(tmp_path / "half"))
@@ -383,5 +454,13 @@ def test_marimo_check():
     if run("-m", "marimo", "check", "--help").returncode != 0:
         pytest.skip("this marimo has no `marimo check` subcommand")
     # --ignore-scripts: analysis/ also holds the plain modules (tables, plots, sections) the notebooks import
-    done = run("-m", "marimo", "check", "--strict", "--ignore-scripts", *[f"analysis/{n}.py" for n in NOTEBOOKS], "analysis/tables.py")
+    done = run(
+        "-m",
+        "marimo",
+        "check",
+        "--strict",
+        "--ignore-scripts",
+        *[f"analysis/{n}.py" for n in NOTEBOOKS],
+        "analysis/tables.py",
+    )
     assert done.returncode == 0, done.stdout + done.stderr

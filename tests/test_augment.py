@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.augment import HPARAMS, IMAGENET_MEAN, IMAGENET_STD, OP_NAMES, Augmenter, _POOL
+from ablate.augment import _POOL, HPARAMS, IMAGENET_MEAN, IMAGENET_STD, OP_NAMES, Augmenter
 from ablate.errors import ConfigError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -220,9 +220,10 @@ def test_translate_moves_whole_pixels():
 def test_rotate_quarter_turn_is_rot90():
     x = torch.rand(2, 3, 9, 9)
     y = op("rotate")(x, torch.tensor([90.0, -90.0]))
-    assert {
-        tuple(torch.allclose(y[i], torch.rot90(x[i], k, (1, 2)), atol=1e-5) for k in (1, -1)) for i in (0, 1)
-    } == {(True, False), (False, True)}
+    assert {tuple(torch.allclose(y[i], torch.rot90(x[i], k, (1, 2)), atol=1e-5) for k in (1, -1)) for i in (0, 1)} == {
+        (True, False),
+        (False, True),
+    }
 
 
 def test_intensity_ops_follow_pil():

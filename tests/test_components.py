@@ -22,7 +22,6 @@ from ablate.components.pseudo_label import pseudo_label_loss
 from ablate.components.threshold import Threshold, adaptive_thresholds, correct_confidence_stats, threshold_mask
 from ablate.experiment import resolve_components
 
-
 # ---- threshold ----------------------------------------------------------------------------------------
 
 
@@ -39,7 +38,9 @@ def test_adaptive_threshold_epoch_factor():
     conf_sum, count = torch.tensor([1.0]), torch.tensor([1.0])
     # At t = 0 the factor is 1/2; with floor 0 the margin is scale / 2.
     assert adaptive_thresholds(conf_sum, count, epoch=0, floor=0.0, scale=0.97).item() == pytest.approx(0.485)
-    assert adaptive_thresholds(conf_sum, count, epoch=1, floor=0.0, scale=0.97).item() == pytest.approx(0.97 / (1 + math.exp(-1)))
+    assert adaptive_thresholds(conf_sum, count, epoch=1, floor=0.0, scale=0.97).item() == pytest.approx(
+        0.97 / (1 + math.exp(-1))
+    )
 
 
 def test_mask_looks_up_the_threshold_of_the_predicted_class():
@@ -64,7 +65,16 @@ def _batch(logits_l, labels, probs_u, **kw):
     n = len(probs_u)
     k = probs_u.shape[1]
     zeros = torch.zeros(n, k)
-    defaults = dict(logits_w1=zeros, logits_w2=zeros, logits_s=zeros, feat_w1=zeros, feat_w2=zeros, u_index=torch.arange(n), progress=0.0, epoch=0.0)
+    defaults = dict(
+        logits_w1=zeros,
+        logits_w2=zeros,
+        logits_s=zeros,
+        feat_w1=zeros,
+        feat_w2=zeros,
+        u_index=torch.arange(n),
+        progress=0.0,
+        epoch=0.0,
+    )
     defaults.update(kw)
     return StepBatch(logits_l=logits_l, labels=labels, probs_u=probs_u, **defaults)
 
@@ -83,16 +93,25 @@ def test_threshold_component_starts_at_floor_and_updates_after_the_epoch():
 
 
 def test_threshold_step_update_uses_a_running_window():
-    hp = resolve_components({"threshold": {"enabled": True, "update": "step", "window": 2}, "supervised": {"enabled": True}})["threshold"]
+    hp = resolve_components(
+        {"threshold": {"enabled": True, "update": "step", "window": 2}, "supervised": {"enabled": True}}
+    )["threshold"]
     comp = Threshold(hp, _ctx())
     probs_u = torch.full((2, 3), 1 / 3)
     for conf in (0.90, 0.98, 0.94):  # one correct class-0 sample per step; the window keeps the last two
-        comp.after_step(_batch(torch.tensor([[conf, (1 - conf) / 2, (1 - conf) / 2]]).log(), torch.tensor([0]), probs_u, epoch=10.0), None)
+        comp.after_step(
+            _batch(
+                torch.tensor([[conf, (1 - conf) / 2, (1 - conf) / 2]]).log(), torch.tensor([0]), probs_u, epoch=10.0
+            ),
+            None,
+        )
     assert comp.thresholds[0].item() == pytest.approx(0.97 * 0.96 / (1 + math.exp(-10)), abs=1e-6)
 
 
 def test_fixed_threshold_never_moves():
-    hp = resolve_components({"threshold": {"enabled": True, "mode": "fixed", "fixed": 0.7}, "supervised": {"enabled": True}})["threshold"]
+    hp = resolve_components(
+        {"threshold": {"enabled": True, "mode": "fixed", "fixed": 0.7}, "supervised": {"enabled": True}}
+    )["threshold"]
     comp = Threshold(hp, _ctx())
     comp.after_step(_batch(torch.tensor([[5.0, 0, 0]]), torch.tensor([0]), torch.full((1, 3), 1 / 3)), None)
     comp.end_epoch(9)
@@ -200,7 +219,9 @@ def test_partial_label_loss():
     q = torch.tensor([[0.7, 0.3, 0.0]])
     log_p = torch.log_softmax(logits, 1)[0]
     expected = -(0.7 * log_p[0] + 0.3 * log_p[1])
-    assert partial_label_loss(logits, q, torch.tensor([[True, True, False]])).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert partial_label_loss(logits, q, torch.tensor([[True, True, False]])).item() == pytest.approx(
+        expected.item(), rel=1e-6
+    )
 
 
 def test_negative_correctness_against_hidden_labels():

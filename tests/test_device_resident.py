@@ -47,7 +47,9 @@ def is_images(x) -> bool:
 
 
 def _names_a_device(value) -> bool:
-    return isinstance(value, (torch.device, str, torch.Tensor)) or (isinstance(value, int) and not isinstance(value, bool))
+    return isinstance(value, (torch.device, str, torch.Tensor)) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
 
 
 def image_copy(func, args, kwargs) -> str | None:
@@ -165,7 +167,12 @@ class HostImages:
         raise ValueError(self.style)
 
 
-STYLES = ["to", "to_kwargs", "numpy", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
+STYLES = [
+    "to",
+    "to_kwargs",
+    "numpy",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")),
+]
 
 
 @pytest.mark.parametrize("style", STYLES)

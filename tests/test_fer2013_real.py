@@ -15,9 +15,13 @@ import torch
 from ablate.data import load_dataset
 from ablate.data.cache import extract_archive
 
-ARCHIVE = Path(os.environ.get("ABLATE_FER2013") or Path(__file__).resolve().parents[1].parent / "shared/data/fer2013.tar.gz")
+ARCHIVE = Path(
+    os.environ.get("ABLATE_FER2013") or Path(__file__).resolve().parents[1].parent / "shared/data/fer2013.tar.gz"
+)
 
-pytestmark = pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"FER2013 archive not found at {ARCHIVE} (set ABLATE_FER2013 to its path)")
+pytestmark = pytest.mark.skipif(
+    not ARCHIVE.is_file(), reason=f"FER2013 archive not found at {ARCHIVE} (set ABLATE_FER2013 to its path)"
+)
 
 # ../shared/data/README.md: class -> (train, validation, test)
 COUNTS = {
@@ -51,7 +55,7 @@ def test_class_counts_match_the_readme(fer, split):
 
 
 def test_grey_images_become_three_equal_channels(fer):
-    sample = fer.images[:: 997]
+    sample = fer.images[::997]
     assert torch.equal(sample[:, 0], sample[:, 1]) and torch.equal(sample[:, 1], sample[:, 2])
 
 

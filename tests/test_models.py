@@ -46,7 +46,10 @@ def test_resnet18_weights_mismatch_names_keys(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "bad.pth"
     torch.save(state, path)
-    with pytest.raises(ConfigError, match=r"does not match the backbone: missing keys \['7.1.bn2.weight'\].*unexpected keys \['extra.weight'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"does not match the backbone: missing keys \['7.1.bn2.weight'\].*unexpected keys \['extra.weight'\]",
+    ):
         build_model("resnet18", 7, weights=str(path))
 
 

@@ -29,19 +29,44 @@ def test_smoke_study_writes_the_tables(tmp_path, capsys):
     assert epochs.height == 4 * 2
     assert sorted(epochs.group_by("trial_id").len()["len"].to_list()) == [2, 2, 2, 2]
     # every config key is a column; the searched ones vary within their ranges
-    for column in ("components.negative.rho", "components.threshold.floor", "trainer.epochs", "data.labels", "config_json", "best_test_acc"):
+    for column in (
+        "components.negative.rho",
+        "components.threshold.floor",
+        "trainer.epochs",
+        "data.labels",
+        "config_json",
+        "best_test_acc",
+    ):
         assert column in trials.columns
     rho = trials["components.negative.rho"]
     assert rho.n_unique() == 4 and rho.min() >= 0.7 and rho.max() <= 0.95
     assert json.loads(trials["config_json"][0])["components"]["negative"]["enabled"] is True
-    for column in ("epoch", "test_acc", "test_mean_class_acc", "test_acc_fear", "threshold_fear", "unlabeled_mask_rate", "train_loss_negative", "test_confusion"):
+    for column in (
+        "epoch",
+        "test_acc",
+        "test_mean_class_acc",
+        "test_acc_fear",
+        "threshold_fear",
+        "unlabeled_mask_rate",
+        "train_loss_negative",
+        "test_confusion",
+    ):
         assert column in epochs.columns
     printed = capsys.readouterr().out
     assert "study smoke: 4 trials (4 complete)" in printed and "best trial" in printed and "trials.parquet" in printed
 
 
 def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path):
-    failing = ["--set", "search.algorithm=grid", "--set", "search.num_samples=1", "--set", "params={data.labels_per_class: {grid: [5, 100000]}}", "--set", "trainer.epochs=1"]
+    failing = [
+        "--set",
+        "search.algorithm=grid",
+        "--set",
+        "search.num_samples=1",
+        "--set",
+        "params={data.labels_per_class: {grid: [5, 100000]}}",
+        "--set",
+        "trainer.epochs=1",
+    ]
     assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "failing"] + failing) == 0
     trials = pl.read_parquet(tmp_path / "failing" / "trials.parquet").sort("data.labels_per_class")
     assert trials["status"].to_list() == ["complete", "error"]
@@ -66,11 +91,29 @@ def _finished_trials(experiment: Path, epochs: int) -> int:
 
 
 def test_resume_after_the_driver_is_killed(tmp_path):
-    args = [sys.executable, "-m", "ablate.run", "--space", SMOKE, "--storage", str(tmp_path), "--name", "cut",
-            "--set", "search.num_samples=5", "--set", "search.max_concurrent=1", "--set", "trainer.epochs=3",
-            "--set", "search.algorithm=optuna"]  # Optuna's searcher state must survive the kill too
+    args = [
+        sys.executable,
+        "-m",
+        "ablate.run",
+        "--space",
+        SMOKE,
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "cut",
+        "--set",
+        "search.num_samples=5",
+        "--set",
+        "search.max_concurrent=1",
+        "--set",
+        "trainer.epochs=3",
+        "--set",
+        "search.algorithm=optuna",
+    ]  # Optuna's searcher state must survive the kill too
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     experiment = tmp_path / "cut" / "ray"
     deadline = time.time() + 240
     try:
@@ -85,9 +128,28 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     assert len(finished) >= 2, "the study should have finished two trials before it was killed"
     assert not (tmp_path / "cut" / "trials.parquet").exists() or len(finished) < 5
 
-    assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "cut", "--resume",
-                     "--set", "search.num_samples=5", "--set", "search.max_concurrent=1", "--set", "trainer.epochs=3",
-                     "--set", "search.algorithm=optuna"]) == 0
+    assert (
+        run.main(
+            [
+                "--space",
+                SMOKE,
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "cut",
+                "--resume",
+                "--set",
+                "search.num_samples=5",
+                "--set",
+                "search.max_concurrent=1",
+                "--set",
+                "trainer.epochs=3",
+                "--set",
+                "search.algorithm=optuna",
+            ]
+        )
+        == 0
+    )
     after = {p.parent.name: p.read_text() for p in experiment.glob("*/result.json")}
     for name in finished:  # finished trials were not run again
         assert after[name] == before[name]
@@ -104,19 +166,40 @@ BAD_STUDIES = [
     ("components: {mixup: {enabled: true}}", r"components: unknown component 'mixup'; allowed: contrastive, ema"),
     ("data: {name: imagenet}", r"data.name: unknown dataset 'imagenet'; allowed: fer2013, folder, rafdb, synthfer"),
     ("model: {name: vgg16}", r"model.name: unknown model 'vgg16'; allowed: resnet18, small_cnn"),
-    ("params: {components.negative.rho: {uniform: [0.9, 0.5]}}", r"params.components.negative.rho.uniform: low 0.9 must be below high 0.5"),
-    ("params: {components.negative.rho: {uniform: [0.5, 1.5]}}", r"params.components.negative.rho: components.negative.rho: 1.5 is out of range"),
+    (
+        "params: {components.negative.rho: {uniform: [0.9, 0.5]}}",
+        r"params.components.negative.rho.uniform: low 0.9 must be below high 0.5",
+    ),
+    (
+        "params: {components.negative.rho: {uniform: [0.5, 1.5]}}",
+        r"params.components.negative.rho: components.negative.rho: 1.5 is out of range",
+    ),
     ("params: {trainer.lr: {loguniform: [0, 0.1]}}", r"params.trainer.lr.loguniform: low must be > 0"),
-    ("params: {trainer.lr: {normal: [0, 1]}}", r"params.trainer.lr: expected one of uniform, loguniform, int, choice, grid"),
+    (
+        "params: {trainer.lr: {normal: [0, 1]}}",
+        r"params.trainer.lr: expected one of uniform, loguniform, int, choice, grid",
+    ),
     ("params: {trainer.lrate: {uniform: [0.1, 0.2]}}", r"params.trainer.lrate: 'trainer.lrate' is not a config key"),
-    ("params: {components.contrastive.temperature: {uniform: [0.05, 0.2]}}", r"components.contrastive is not enabled in the base config, any variant or the search"),
+    (
+        "params: {components.contrastive.temperature: {uniform: [0.05, 0.2]}}",
+        r"components.contrastive is not enabled in the base config, any variant or the search",
+    ),
     ("params: {data.options.scale: {uniform: [0.1, 0.2]}}", r"only the split can be searched; allowed: data.labels"),
-    ("params: {trainer.seed: {grid: [0, 1]}}", r"params.trainer.seed: grid needs search.algorithm grid or random; with optuna use choice"),
+    (
+        "params: {trainer.seed: {grid: [0, 1]}}",
+        r"params.trainer.seed: grid needs search.algorithm grid or random; with optuna use choice",
+    ),
     ("params: {variant: {grid: [a]}}\nsearch: {algorithm: grid}", r"params.variant: the study defines no variants"),
     ("variants: {a: {components: {negative: {rho: 7}}}}", r"variants.a: components.negative.rho: 7.0 is out of range"),
-    ("search: {algorithm: hyperopt}", r"search.algorithm: 'hyperopt' is not allowed; allowed: 'optuna', 'grid', 'random'"),
+    (
+        "search: {algorithm: hyperopt}",
+        r"search.algorithm: 'hyperopt' is not allowed; allowed: 'optuna', 'grid', 'random'",
+    ),
     ("search: {metric: loss}", r"search.metric: 'loss' is not allowed; allowed: 'test_acc'"),
-    ("search: {metric: best_val_acc}", r"search.metric: 'best_val_acc' needs a validation split; set data.val_per_class"),
+    (
+        "search: {metric: best_val_acc}",
+        r"search.metric: 'best_val_acc' needs a validation split; set data.val_per_class",
+    ),
     ("scheduler: {name: asha, grace_period: 9, max_t: 3}", r"scheduler.grace_period: 9 exceeds max_t 3"),
     ("scheduler: {name: hyperband}", r"scheduler.name: 'hyperband' is not allowed; allowed: 'none', 'asha'"),
     ("resources: {gpu: -1}", r"resources.gpu: -1.0 is out of range"),
@@ -205,5 +288,22 @@ def test_define_by_run_skips_a_component_switched_off():
 
 
 def test_data_flag_then_set_overrides():
-    args = run.parse_args(["--space", SMOKE, "--data", "fer2013:/data/fer", "--set", "data.options={image_size: 40}", "--num-samples", "3"])
-    assert run.study_overrides(args) == ["data.name=fer2013", "data.path=/data/fer", "data.options={}", "data.options={image_size: 40}", "search.num_samples=3"]
+    args = run.parse_args(
+        [
+            "--space",
+            SMOKE,
+            "--data",
+            "fer2013:/data/fer",
+            "--set",
+            "data.options={image_size: 40}",
+            "--num-samples",
+            "3",
+        ]
+    )
+    assert run.study_overrides(args) == [
+        "data.name=fer2013",
+        "data.path=/data/fer",
+        "data.options={}",
+        "data.options={image_size: 40}",
+        "search.num_samples=3",
+    ]

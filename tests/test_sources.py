@@ -152,13 +152,19 @@ def test_rafdb_image_size_resizes(tmp_path):
 def test_rafdb_wrong_layout_names_expected_and_found(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels.csv").write_text("x")
-    with pytest.raises(DataError, match=r"expected <root>/basic/EmoLabel/list_patition_label.txt.*found.*images/, labels.csv"):
+    with pytest.raises(
+        DataError, match=r"expected <root>/basic/EmoLabel/list_patition_label.txt.*found.*images/, labels.csv"
+    ):
         load_dataset("rafdb", str(tmp_path))
 
 
 @pytest.mark.parametrize(
     "line,problem",
-    [("train_00009.jpg\n", "expected '<name>.jpg <label 1..7>'"), ("train_00009.jpg 8\n", "label must be an integer 1..7"), ("val_1.jpg 2\n", "file name must start with train_ or test_")],
+    [
+        ("train_00009.jpg\n", "expected '<name>.jpg <label 1..7>'"),
+        ("train_00009.jpg 8\n", "label must be an integer 1..7"),
+        ("val_1.jpg 2\n", "file name must start with train_ or test_"),
+    ],
 )
 def test_rafdb_malformed_label_line_names_file_and_line(tmp_path, line, problem):
     make_rafdb(tmp_path, extra_lines="\n" + line)
@@ -203,7 +209,11 @@ def test_fer2013_csv_icml_header_with_spaces(tmp_path):
 
 @pytest.mark.parametrize(
     "row,problem",
-    [(["9", "1 2 3 4", "Training"], "emotion must be an integer 0..6"), (["1", "1 2 3 4", "Train"], "Usage must be one of"), (["1"], "expected 3 columns")],
+    [
+        (["9", "1 2 3 4", "Training"], "emotion must be an integer 0..6"),
+        (["1", "1 2 3 4", "Train"], "Usage must be one of"),
+        (["1"], "expected 3 columns"),
+    ],
 )
 def test_fer2013_csv_malformed_row_names_file_and_line(tmp_path, row, problem):
     make_fer_csv(tmp_path / "fer2013.csv", bad_row=row)
@@ -233,7 +243,12 @@ def test_fer2013_folder(tmp_path):
     assert fs.class_names == FER
     assert fs.split_names == ("train", "validation", "test")
     # splits in train, validation, test order; classes in sorted folder order within a split
-    order = ["train/angry/Training_2.png", "train/happy/Training_1.png", "validation/neutral/PublicTest_1.png", "test/sad/PrivateTest_1.png"]
+    order = [
+        "train/angry/Training_2.png",
+        "train/happy/Training_1.png",
+        "validation/neutral/PublicTest_1.png",
+        "test/sad/PrivateTest_1.png",
+    ]
     assert fs.labels.tolist() == [FER.index(rel.split("/")[1]) for rel in order]
     assert fs.split.tolist() == [0, 0, 1, 2]
     for i, rel in enumerate(order):
@@ -252,7 +267,10 @@ def test_fer2013_folder_without_validation(tmp_path):
 def test_fer2013_unknown_class_folder(tmp_path):
     make_fer_folder(tmp_path)
     write_image(tmp_path / "fer2013" / "train" / "contempt" / "x.png", solid(3))
-    with pytest.raises(DataError, match=r"unknown class folder .*train/contempt; allowed class names: angry, disgust, fear, happy, sad, surprise, neutral"):
+    with pytest.raises(
+        DataError,
+        match=r"unknown class folder .*train/contempt; allowed class names: angry, disgust, fear, happy, sad, surprise, neutral",
+    ):
         load_dataset("fer2013", str(tmp_path))
 
 
@@ -341,7 +359,9 @@ def test_cache_hit_does_not_decode(tmp_path, monkeypatch, cache_in_tmp):
     second = load_dataset("rafdb", str(tmp_path))
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     assert (first.split_names, first.class_names) == (second.split_names, second.class_names)
-    assert [p.name for p in cache_in_tmp.iterdir()] == [p.name for p in cache_in_tmp.glob("rafdb-*.pt")]  # no temp files left
+    assert [p.name for p in cache_in_tmp.iterdir()] == [
+        p.name for p in cache_in_tmp.glob("rafdb-*.pt")
+    ]  # no temp files left
 
 
 def test_cache_hit_csv_does_not_parse(tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ def raf_like_labels() -> torch.Tensor:
     return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
 
 
-@pytest.mark.parametrize("budget,fear,other", [(100, 10, 15), (400, 40, 60), (1000, 100, 150), (2000, 200, 300), (4000, 250, 625)])
+@pytest.mark.parametrize(
+    "budget,fear,other", [(100, 10, 15), (400, 40, 60), (1000, 100, 150), (2000, 200, 300), (4000, 250, 625)]
+)
 def test_budget_counts_follow_the_seeds_table(budget, fear, other):
     labels = raf_like_labels()
     split = make_split(labels, RAF, labels=budget, split_seed=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.data.registry import DATASETS
 from ablate.data import synthfer as sf
+from ablate.data.registry import DATASETS
 from ablate.data.synthfer import CLASS_NAMES, load_synthfer, synthfer_counts
 from ablate.errors import ConfigError, DataError
 

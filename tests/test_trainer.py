@@ -47,14 +47,26 @@ def test_every_component_logs_its_loss(faces):
     metrics = Trainer(config, faces).fit()[-1]
     for name in ("supervised", "pseudo_label", "contrastive", "negative"):
         assert f"train_loss_{name}" in metrics
-    for key in ("test_acc", "test_mean_class_acc", "test_acc_fear", "test_confusion", "threshold_fear", "unlabeled_mask_rate",
-                "unlabeled_candidate_holds_true", "unlabeled_candidate_soft_mass", "best_test_acc"):
+    for key in (
+        "test_acc",
+        "test_mean_class_acc",
+        "test_acc_fear",
+        "test_confusion",
+        "threshold_fear",
+        "unlabeled_mask_rate",
+        "unlabeled_candidate_holds_true",
+        "unlabeled_candidate_soft_mass",
+        "best_test_acc",
+    ):
         assert key in metrics, key
 
 
 @pytest.mark.parametrize("forward", ["separate", "concat"])
 def test_separate_forwards_run(faces, forward):
-    history = Trainer(lion_config(f"trainer.forward={forward}", "trainer.epochs=1", "components.ema.teacher_pseudo_labels=true"), faces).fit()
+    history = Trainer(
+        lion_config(f"trainer.forward={forward}", "trainer.epochs=1", "components.ema.teacher_pseudo_labels=true"),
+        faces,
+    ).fit()
     assert len(history) == 1
 
 
@@ -67,7 +79,10 @@ def test_the_cuda_settings_run_on_cpu(faces):
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     metrics = trainer.fit()[-1]
-    assert all(torch.isfinite(torch.tensor(metrics[f"train_loss_{name}"])) for name in ("supervised", "pseudo_label", "negative"))
+    assert all(
+        torch.isfinite(torch.tensor(metrics[f"train_loss_{name}"]))
+        for name in ("supervised", "pseudo_label", "negative")
+    )
     fp32 = Trainer(lion_config("trainer.epochs=1"), faces)
     assert not (fp32.autocast or fp32.channels_last or fp32.concat)  # auto on CPU: fp32, separate forwards
 
@@ -109,17 +124,26 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("components.mixup.enabled=true", r"unknown component 'mixup'; allowed: contrastive, ema, negative, pseudo_label, supervised, threshold"),
+        (
+            "components.mixup.enabled=true",
+            r"unknown component 'mixup'; allowed: contrastive, ema, negative, pseudo_label, supervised, threshold",
+        ),
         ("components.negative.rhoo=0.5", r"components.negative: unknown key 'rhoo'; allowed: .*rho"),
         ("components.negative.rho=1.5", r"components.negative.rho: 1.5 is out of range; allowed: a float in \(0, 1\]"),
-        ("components.threshold.mode=magic", r"components.threshold.mode: 'magic' is not allowed; allowed: 'fixed', 'adaptive'"),
+        (
+            "components.threshold.mode=magic",
+            r"components.threshold.mode: 'magic' is not allowed; allowed: 'fixed', 'adaptive'",
+        ),
         ("components.threshold.enabled=false", r"components.negative needs components.threshold"),
         ("trainer.lr=-1", r"trainer.lr: -1.0 is out of range"),
         ("trainer.epochs=two", r"trainer.epochs: 'two' is a str; allowed: a int in \[1, inf\)"),
         ("trainer.epoch=3", r"trainer: unknown key 'epoch'; allowed: .*epochs"),
         ("data.name=imagenet", r"data.name: unknown dataset 'imagenet'; allowed: fer2013, folder, rafdb, synthfer"),
         ("data.labels=123", r"data.labels: 123 is not allowed; allowed: 100, 400, 1000, 2000, 4000"),
-        ("data.options={colour: 1}", r"data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale"),
+        (
+            "data.options={colour: 1}",
+            r"data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale",
+        ),
         ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: resnet18, small_cnn"),
         ("augment.strong_ops=99", r"augment.strong_ops"),
         ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: data, model, trainer, augment, components"),
@@ -158,6 +182,8 @@ def test_supervised_only_draws_no_unlabeled_batch(faces, monkeypatch):
     trainer = Trainer(config, faces)
     sizes = []
     original = trainer.augmenter.strong
-    monkeypatch.setattr(trainer.augmenter, "strong", lambda x, generator=None: sizes.append(len(x)) or original(x, generator=generator))
+    monkeypatch.setattr(
+        trainer.augmenter, "strong", lambda x, generator=None: sizes.append(len(x)) or original(x, generator=generator)
+    )
     trainer.fit()
     assert sizes == [0, 0]  # two steps, no unlabeled images augmented

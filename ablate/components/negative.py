@@ -42,7 +42,9 @@ def candidate_sets(probs: torch.Tensor, rho: float) -> torch.Tensor:
     return torch.zeros_like(in_set_sorted).scatter(1, order, in_set_sorted)
 
 
-def complementary_count(schedule: str, progress: float, epoch: float, num_classes: int, start: int, step_epochs: float) -> int:
+def complementary_count(
+    schedule: str, progress: float, epoch: float, num_classes: int, start: int, step_epochs: float
+) -> int:
     """How many complementary labels a sample may receive at this point of training."""
     most = num_classes - 1
     if schedule == "none":
@@ -74,7 +76,9 @@ def complementary_loss(logits: torch.Tensor, complementary: torch.Tensor) -> tor
     return -(log_not_k[complementary]).mean()
 
 
-def update_confidence(table: torch.Tensor, probs: torch.Tensor, candidates: torch.Tensor, momentum: float) -> torch.Tensor:
+def update_confidence(
+    table: torch.Tensor, probs: torch.Tensor, candidates: torch.Tensor, momentum: float
+) -> torch.Tensor:
     """PiCO-style: restrict q to S and renormalise, then q <- m q + (1 - m) onehot(argmax of p within S)."""
     restricted = table * candidates
     total = restricted.sum(dim=1, keepdim=True)
@@ -99,14 +103,28 @@ class Negative(Component):
     default_weight = 1.0
     needs = ("threshold",)
     params = {
-        "rho": Param(0.9, "candidate set: the fewest top classes whose probability mass reaches rho", low=0.0, high=1.0, open_low=True),
+        "rho": Param(
+            0.9,
+            "candidate set: the fewest top classes whose probability mass reaches rho",
+            low=0.0,
+            high=1.0,
+            open_low=True,
+        ),
         "schedule": Param("linear", "how the number of complementary labels grows", choices=("linear", "step", "none")),
         "start": Param(1, "complementary labels a sample may receive at the start", low=1),
-        "step_epochs": Param(1.0, "schedule=step: epochs between increments", low=0.0, open_low=True, when=("schedule", "step")),
+        "step_epochs": Param(
+            1.0, "schedule=step: epochs between increments", low=0.0, open_low=True, when=("schedule", "step")
+        ),
         "disambiguation": Param(True, "the confidence table over the candidate set and its partial-label loss"),
-        "disambiguation_weight": Param(1.0, "weight of the partial-label loss inside this component", low=0.0, when=("disambiguation", True)),
-        "momentum_start": Param(0.95, "confidence-table momentum at the start", low=0.0, high=1.0, when=("disambiguation", True)),
-        "momentum_end": Param(0.8, "confidence-table momentum at the end", low=0.0, high=1.0, when=("disambiguation", True)),
+        "disambiguation_weight": Param(
+            1.0, "weight of the partial-label loss inside this component", low=0.0, when=("disambiguation", True)
+        ),
+        "momentum_start": Param(
+            0.95, "confidence-table momentum at the start", low=0.0, high=1.0, when=("disambiguation", True)
+        ),
+        "momentum_end": Param(
+            0.8, "confidence-table momentum at the end", low=0.0, high=1.0, when=("disambiguation", True)
+        ),
     }
 
     def __init__(self, hp, ctx):
@@ -120,7 +138,9 @@ class Negative(Component):
     def label_sets(self, probs: torch.Tensor, progress: float, epoch: float) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The candidate sets, the complementary labels received at this point of training, and their count."""
         candidates = candidate_sets(probs, self.hp["rho"])
-        count = complementary_count(self.hp["schedule"], progress, epoch, self.ctx.num_classes, self.hp["start"], self.hp["step_epochs"])
+        count = complementary_count(
+            self.hp["schedule"], progress, epoch, self.ctx.num_classes, self.hp["start"], self.hp["step_epochs"]
+        )
         return candidates, select_complementary(probs, candidates, count), count
 
     def loss(self, batch: StepBatch):
@@ -137,7 +157,14 @@ class Negative(Component):
             loss = loss + self.hp["disambiguation_weight"] * pl
             metrics["partial_label_loss"] = pl.item()
         if batch.u_true is not None and len(probs):
-            metrics.update(negative_correctness(candidates, complementary, batch.u_true[below], None if batch.u_soft is None else batch.u_soft[below]))
+            metrics.update(
+                negative_correctness(
+                    candidates,
+                    complementary,
+                    batch.u_true[below],
+                    None if batch.u_soft is None else batch.u_soft[below],
+                )
+            )
         return loss, metrics
 
     def state_dict(self):
@@ -147,7 +174,9 @@ class Negative(Component):
         self.table = state["table"].to(self.ctx.device)
 
 
-def negative_correctness(candidates: torch.Tensor, complementary: torch.Tensor, true: torch.Tensor, soft: torch.Tensor | None) -> dict[str, float]:
+def negative_correctness(
+    candidates: torch.Tensor, complementary: torch.Tensor, true: torch.Tensor, soft: torch.Tensor | None
+) -> dict[str, float]:
     """Against the hidden labels: the share of candidate sets that hold the true class, of complementary labels
     that are truly wrong, and (with soft labels) the soft-label mass inside S and on complementary labels."""
     metrics = {"candidate_holds_true": candidates.gather(1, true[:, None]).float().mean().item()}

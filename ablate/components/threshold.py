@@ -21,7 +21,9 @@ from ablate.components.base import Component, StepBatch, register_component
 from ablate.config import Param
 
 
-def adaptive_thresholds(conf_sum: torch.Tensor, count: torch.Tensor, epoch: float, floor: float, scale: float) -> torch.Tensor:
+def adaptive_thresholds(
+    conf_sum: torch.Tensor, count: torch.Tensor, epoch: float, floor: float, scale: float
+) -> torch.Tensor:
     """Ada-CM's margins from per-class sums and counts of the correct labeled samples' max-softmax."""
     mean = conf_sum / count.clamp(min=1)
     raw = scale * mean / (1.0 + math.exp(-epoch))
@@ -35,7 +37,9 @@ def threshold_mask(probs: torch.Tensor, thresholds: torch.Tensor) -> torch.Tenso
     return (confidence >= thresholds[predicted]).float()
 
 
-def correct_confidence_stats(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def correct_confidence_stats(
+    logits: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class sum of max-softmax and count over the correctly predicted labeled samples."""
     confidence, predicted = torch.softmax(logits.detach().float(), dim=1).max(dim=1)
     correct = (predicted == labels).float()
@@ -51,9 +55,18 @@ class Threshold(Component):
         "mode": Param("adaptive", "fixed (FixMatch) or adaptive (Ada-CM)", choices=("fixed", "adaptive")),
         "fixed": Param(0.95, "the fixed threshold", low=0.0, high=1.0, when=("mode", "fixed")),
         "floor": Param(0.8, "adaptive: the lowest margin", low=0.0, high=1.0, when=("mode", "adaptive")),
-        "scale": Param(0.97, "adaptive: factor on the mean confidence", low=0.0, high=2.0, open_low=True, when=("mode", "adaptive")),
-        "update": Param("epoch", "adaptive: recompute margins after each epoch or each step", choices=("epoch", "step"), when=("mode", "adaptive")),
-        "window": Param(1024, "adaptive, update=step: labeled predictions in the running window", low=1, when=("update", "step")),
+        "scale": Param(
+            0.97, "adaptive: factor on the mean confidence", low=0.0, high=2.0, open_low=True, when=("mode", "adaptive")
+        ),
+        "update": Param(
+            "epoch",
+            "adaptive: recompute margins after each epoch or each step",
+            choices=("epoch", "step"),
+            when=("mode", "adaptive"),
+        ),
+        "window": Param(
+            1024, "adaptive, update=step: labeled predictions in the running window", low=1, when=("update", "step")
+        ),
     }
 
     def __init__(self, hp, ctx):

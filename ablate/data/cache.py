@@ -17,15 +17,15 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
 from ablate.data.base import FaceSet
-from ablate.io import atomic_torch_save
 from ablate.data.decode import faceset_from_files, report_skipped
 from ablate.errors import DataError
+from ablate.io import atomic_torch_save
 
 log = logging.getLogger("ablate.data")
 
@@ -132,7 +132,9 @@ def load_or_build(
     if cached is not None:
         if cached.skipped and not skip_corrupt:
             more = f" (and {len(cached.skipped) - 1} more)" if len(cached.skipped) > 1 else ""
-            raise DataError(f"cannot decode image {cached.skipped[0]}{more}; pass skip_corrupt=True to skip unreadable images")
+            raise DataError(
+                f"cannot decode image {cached.skipped[0]}{more}; pass skip_corrupt=True to skip unreadable images"
+            )
         report_skipped(loader, cached.skipped)
         log.info("%s: %d images from cache %s", loader, len(cached.images), entry)
         return cached

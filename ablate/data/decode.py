@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,9 @@ def check_image_size(source: str, image_size: int | None) -> None:
     if image_size is None:
         return
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ConfigError(f"{source}: option image_size must be a positive integer or None (keep native size), got {image_size!r}")
+        raise ConfigError(
+            f"{source}: option image_size must be a positive integer or None (keep native size), got {image_size!r}"
+        )
 
 
 def decode_image(path: str | Path) -> Image.Image:
@@ -45,7 +47,9 @@ def decode_image(path: str | Path) -> Image.Image:
             image.load()
             return image
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-        raise DataError(f"cannot decode image {path}: {error} (pass skip_corrupt=True to skip unreadable images)") from error
+        raise DataError(
+            f"cannot decode image {path}: {error} (pass skip_corrupt=True to skip unreadable images)"
+        ) from error
 
 
 def to_chw(image: Image.Image, image_size: int | None) -> np.ndarray:
@@ -92,7 +96,9 @@ def _hw(chw_shape: Sequence[int]) -> str:
     return f"{chw_shape[2]}x{chw_shape[1]}"
 
 
-def _decode_each(source: str, names: Sequence[str], decode_one: Callable[[int], np.ndarray], skip_corrupt: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _decode_each(
+    source: str, names: Sequence[str], decode_one: Callable[[int], np.ndarray], skip_corrupt: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode items 0..N-1 with ``decode_one`` into one array; a DataError skips the item when ``skip_corrupt``.
 
     Returns (images [M, 3, H, W], keep mask [N] of the items decoded, names of the skipped items).
@@ -113,10 +119,14 @@ def _decode_each(source: str, names: Sequence[str], decode_one: Callable[[int], 
     return stack.result(keep), keep, skipped
 
 
-def decode_files(source: str, files: Sequence[str | Path], image_size: int | None, skip_corrupt: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def decode_files(
+    source: str, files: Sequence[str | Path], image_size: int | None, skip_corrupt: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode image files (see ``_decode_each`` for what comes back)."""
     # decode_image is looked up at call time so that tests can replace it to prove a cache hit decodes nothing.
-    return _decode_each(source, [str(f) for f in files], lambda i: to_chw(decode_image(files[i]), image_size), skip_corrupt)
+    return _decode_each(
+        source, [str(f) for f in files], lambda i: to_chw(decode_image(files[i]), image_size), skip_corrupt
+    )
 
 
 def decode_pixel_string(pixels: str, where: str) -> np.ndarray:
@@ -135,16 +145,22 @@ def decode_pixel_string(pixels: str, where: str) -> np.ndarray:
     return values.astype(np.uint8).reshape(side, side)
 
 
-def decode_pixel_rows(source: str, rows: Sequence[tuple[str, str]], image_size: int | None, skip_corrupt: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def decode_pixel_rows(
+    source: str, rows: Sequence[tuple[str, str]], image_size: int | None, skip_corrupt: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The csv counterpart of ``decode_files``: rows are (pixels, where), ``where`` like ``fer2013.csv:12``."""
     names = [where for _, where in rows]
-    return _decode_each(source, names, lambda i: to_chw(Image.fromarray(decode_pixel_string(*rows[i])), image_size), skip_corrupt)
+    return _decode_each(
+        source, names, lambda i: to_chw(Image.fromarray(decode_pixel_string(*rows[i])), image_size), skip_corrupt
+    )
 
 
 def report_skipped(source: str, skipped: Sequence[str]) -> None:
     """One warning line per load that skipped files, so that a silently shrinking data set is noticed."""
     if skipped:
-        log.warning("%s: skipped %d unreadable image(s) (skip_corrupt=True), first: %s", source, len(skipped), skipped[0])
+        log.warning(
+            "%s: skipped %d unreadable image(s) (skip_corrupt=True), first: %s", source, len(skipped), skipped[0]
+        )
 
 
 def make_faceset(

@@ -51,7 +51,9 @@ def column_indices(header: list[str], csv_path: Path) -> dict[str, int]:
     names = [name.strip() for name in header]
     missing = [c for c in CSV_COLUMNS if c not in names]
     if missing:
-        raise DataError(f"{csv_path}:1: expected a header with columns {','.join(CSV_COLUMNS)}, found {','.join(header)!r}")
+        raise DataError(
+            f"{csv_path}:1: expected a header with columns {','.join(CSV_COLUMNS)}, found {','.join(header)!r}"
+        )
     return {c: names.index(c) for c in CSV_COLUMNS}
 
 
@@ -110,12 +112,23 @@ def load_fer2013(
     source = locate(require_path("fer2013", path, LAYOUT))
     if source.is_file():
         return load_or_build(
-            "fer2013", source, [source], {"image_size": image_size},
+            "fer2013",
+            source,
+            [source],
+            {"image_size": image_size},
             lambda: csv_faceset(source, image_size, skip_corrupt),
-            skip_corrupt=skip_corrupt, cache_dir=cache_dir, use_cache=use_cache,
+            skip_corrupt=skip_corrupt,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
         )
     tree = read_split_tree("fer2013", source, allowed_splits=SPLIT_NAMES, allowed_classes=CLASS_NAMES)
     return load_tree(
-        "fer2013", source, tree, CLASS_NAMES,
-        image_size=image_size, skip_corrupt=skip_corrupt, cache_dir=cache_dir, use_cache=use_cache,
+        "fer2013",
+        source,
+        tree,
+        CLASS_NAMES,
+        image_size=image_size,
+        skip_corrupt=skip_corrupt,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
     )

@@ -8,8 +8,8 @@ The listing helpers here are shared by the other real sources (rafdb, fer2013).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Collection, Sequence
 
 from ablate.data.base import FaceSet
 from ablate.data.cache import load_files
@@ -66,7 +66,9 @@ def check_allowed(source: str, kind: str, folder: Path, allowed: Collection[str]
         raise DataError(f"{source}: unknown {kind} folder {folder}; allowed {kind} names: {', '.join(allowed)}")
 
 
-def read_class_folders(source: str, split_dir: Path, allowed_classes: Collection[str] | None = None) -> dict[str, list[str]]:
+def read_class_folders(
+    source: str, split_dir: Path, allowed_classes: Collection[str] | None = None
+) -> dict[str, list[str]]:
     """``<split_dir>/<class>/<image>`` as class name -> image files."""
     classes = {}
     for class_dir in subdirs(split_dir):
@@ -75,7 +77,12 @@ def read_class_folders(source: str, split_dir: Path, allowed_classes: Collection
     return classes
 
 
-def read_split_tree(source: str, root: Path, allowed_splits: Collection[str] | None = None, allowed_classes: Collection[str] | None = None) -> Tree:
+def read_split_tree(
+    source: str,
+    root: Path,
+    allowed_splits: Collection[str] | None = None,
+    allowed_classes: Collection[str] | None = None,
+) -> Tree:
     """``<root>/<split>/<class>/<image>`` as a Tree."""
     tree = {}
     for split_dir in subdirs(root):
@@ -121,8 +128,17 @@ def load_tree(
     if not files:
         raise DataError(f"{source}: found no image files under {root}")
     return load_files(
-        source, root, files, labels, split, split_names, class_names,
-        image_size=image_size, skip_corrupt=skip_corrupt, cache_dir=cache_dir, use_cache=use_cache,
+        source,
+        root,
+        files,
+        labels,
+        split,
+        split_names,
+        class_names,
+        image_size=image_size,
+        skip_corrupt=skip_corrupt,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
     )
 
 
@@ -163,6 +179,12 @@ def load_folder(
     tree = read_folder_tree(root)
     class_names = sorted({c for classes in tree.values() for c in classes})
     return load_tree(
-        "folder", root, tree, class_names,
-        image_size=image_size, skip_corrupt=skip_corrupt, cache_dir=cache_dir, use_cache=use_cache,
+        "folder",
+        root,
+        tree,
+        class_names,
+        image_size=image_size,
+        skip_corrupt=skip_corrupt,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
     )

@@ -23,7 +23,9 @@ CLASS_NAMES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "
 SPLIT_NAMES = ("train", "test")
 LABEL_FILE = Path("EmoLabel/list_patition_label.txt")  # sic: the official name is misspelt
 ALIGNED_DIR = Path("Image/aligned")
-LAYOUT = "<root>/basic/EmoLabel/list_patition_label.txt and <root>/basic/Image/aligned/ (the path may also be <root>/basic)"
+LAYOUT = (
+    "<root>/basic/EmoLabel/list_patition_label.txt and <root>/basic/Image/aligned/ (the path may also be <root>/basic)"
+)
 
 
 def find_basic(root: Path) -> Path:
@@ -62,7 +64,9 @@ def aligned_files(base: Path, names: list[str]) -> list[str]:
     files = [os.path.join(aligned, os.path.splitext(name)[0] + "_aligned.jpg") for name in names]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise DataError(f"rafdb: {len(missing)} image(s) listed in {base / LABEL_FILE} are missing, first: {missing[0]}")
+        raise DataError(
+            f"rafdb: {len(missing)} image(s) listed in {base / LABEL_FILE} are missing, first: {missing[0]}"
+        )
     return files
 
 
@@ -83,7 +87,16 @@ def load_rafdb(
         raise DataError(f"rafdb: {base / LABEL_FILE} lists no images")
     names, labels, split = zip(*entries)
     return load_files(
-        "rafdb", base, aligned_files(base, list(names)), labels, split, SPLIT_NAMES, CLASS_NAMES,
+        "rafdb",
+        base,
+        aligned_files(base, list(names)),
+        labels,
+        split,
+        SPLIT_NAMES,
+        CLASS_NAMES,
         extra_files=[base / LABEL_FILE],
-        image_size=image_size, skip_corrupt=skip_corrupt, cache_dir=cache_dir, use_cache=use_cache,
+        image_size=image_size,
+        skip_corrupt=skip_corrupt,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
     )

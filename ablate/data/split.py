@@ -7,8 +7,8 @@ work for any data set. The rest of the training set (less an optional validation
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -42,14 +42,24 @@ def per_class_counts(
     available: Sequence[int],
 ) -> list[int]:
     """How many labeled images each class gets under exactly one of the three ways to ask."""
-    given = {k: v for k, v in (("labels", labels), ("labels_per_class", labels_per_class), ("label_fraction", label_fraction)) if v is not None}
+    given = {
+        k: v
+        for k, v in (("labels", labels), ("labels_per_class", labels_per_class), ("label_fraction", label_fraction))
+        if v is not None
+    }
     if len(given) != 1:
-        raise ConfigError(f"data: give exactly one of labels, labels_per_class, label_fraction; got {sorted(given) or 'none'}")
+        raise ConfigError(
+            f"data: give exactly one of labels, labels_per_class, label_fraction; got {sorted(given) or 'none'}"
+        )
     if labels is not None:
         if labels not in LABEL_BUDGETS:
-            raise ConfigError(f"data.labels: {labels!r} is not a budget of the protocol; allowed: {sorted(LABEL_BUDGETS)} (or use labels_per_class / label_fraction)")
+            raise ConfigError(
+                f"data.labels: {labels!r} is not a budget of the protocol; allowed: {sorted(LABEL_BUDGETS)} (or use labels_per_class / label_fraction)"
+            )
         if len(class_names) != 7 or "fear" not in class_names:
-            raise ConfigError(f"data.labels: the budget table is for 7 classes including 'fear'; this data has {list(class_names)}; use labels_per_class or label_fraction")
+            raise ConfigError(
+                f"data.labels: the budget table is for 7 classes including 'fear'; this data has {list(class_names)}; use labels_per_class or label_fraction"
+            )
         fear, other = LABEL_BUDGETS[labels]
         return [fear if name == "fear" else other for name in class_names]
     if labels_per_class is not None:
@@ -73,7 +83,13 @@ def make_split(
 ) -> LabeledSplit:
     """Draw the labeled set (and a validation hold-out) per class with a generator seeded by ``split_seed``."""
     available = torch.bincount(train_labels, minlength=len(class_names)).tolist()
-    wanted = per_class_counts(class_names, labels=labels, labels_per_class=labels_per_class, label_fraction=label_fraction, available=available)
+    wanted = per_class_counts(
+        class_names,
+        labels=labels,
+        labels_per_class=labels_per_class,
+        label_fraction=label_fraction,
+        available=available,
+    )
     if val_per_class < 0:
         raise ConfigError(f"data.val_per_class: must be >= 0, got {val_per_class}")
     generator = torch.Generator().manual_seed(split_seed)

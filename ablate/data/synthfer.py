@@ -68,13 +68,13 @@ EXPR_FIELDS: tuple[str, ...] = (
 )
 _EXPR_TABLE: dict[str, tuple[float, ...]] = {
     #             raise  inner  squeeze eye   width  curve  upper  lower  teeth wrinkle cheek press
-    "surprise":  (0.11,  0.02,  0.00,   0.55, -0.08,  0.00,  0.06,  0.17,  0.15, 0.0,   0.0,  0.0),
-    "fear":      (0.07,  0.08,  0.03,   0.50,  0.06, -0.04,  0.03,  0.07,  0.85, 0.0,   0.0,  0.3),
-    "disgust":   (-0.04, -0.03, 0.03,  -0.40,  0.00, -0.06,  0.06,  0.01,  0.90, 1.0,   0.4,  0.0),
-    "happiness": (0.01,  0.00,  0.00,  -0.30,  0.07,  0.13,  0.00,  0.09,  0.90, 0.0,   1.0,  0.0),
-    "sadness":   (0.00,  0.09,  0.02,  -0.30, -0.03, -0.10,  0.00,  0.00,  0.00, 0.0,   0.0,  0.3),
-    "anger":     (-0.06, -0.10, 0.05,  -0.20, -0.05, -0.03,  0.00,  0.00,  0.00, 0.3,   0.0,  1.0),
-    "neutral":   (0.00,  0.00,  0.00,   0.00,  0.00,  0.00,  0.00,  0.00,  0.00, 0.0,   0.0,  0.0),
+    "surprise": (0.11, 0.02, 0.00, 0.55, -0.08, 0.00, 0.06, 0.17, 0.15, 0.0, 0.0, 0.0),
+    "fear": (0.07, 0.08, 0.03, 0.50, 0.06, -0.04, 0.03, 0.07, 0.85, 0.0, 0.0, 0.3),
+    "disgust": (-0.04, -0.03, 0.03, -0.40, 0.00, -0.06, 0.06, 0.01, 0.90, 1.0, 0.4, 0.0),
+    "happiness": (0.01, 0.00, 0.00, -0.30, 0.07, 0.13, 0.00, 0.09, 0.90, 0.0, 1.0, 0.0),
+    "sadness": (0.00, 0.09, 0.02, -0.30, -0.03, -0.10, 0.00, 0.00, 0.00, 0.0, 0.0, 0.3),
+    "anger": (-0.06, -0.10, 0.05, -0.20, -0.05, -0.03, 0.00, 0.00, 0.00, 0.3, 0.0, 1.0),
+    "neutral": (0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.0, 0.0, 0.0),
 }
 EXPRESSIONS = torch.tensor([_EXPR_TABLE[c] for c in CLASS_NAMES], dtype=torch.float32)  # [K, P]
 # A person's resting face: per-image jitter of each expression parameter (same order as EXPR_FIELDS).
@@ -177,7 +177,14 @@ def sample_expressions(soft: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 _SKIN_LIGHT = torch.tensor([0.96, 0.80, 0.69])
 _SKIN_DARK = torch.tensor([0.33, 0.21, 0.14])
 _HAIR = torch.tensor(
-    [[0.07, 0.06, 0.05], [0.22, 0.13, 0.07], [0.42, 0.27, 0.14], [0.82, 0.67, 0.40], [0.62, 0.61, 0.60], [0.55, 0.22, 0.09]]
+    [
+        [0.07, 0.06, 0.05],
+        [0.22, 0.13, 0.07],
+        [0.42, 0.27, 0.14],
+        [0.82, 0.67, 0.40],
+        [0.62, 0.61, 0.60],
+        [0.55, 0.22, 0.09],
+    ]
 )
 _HAIR_PROBS = torch.tensor([0.35, 0.25, 0.15, 0.1, 0.08, 0.07])
 _IRIS = torch.tensor([[0.18, 0.10, 0.05], [0.35, 0.22, 0.10], [0.25, 0.40, 0.60], [0.30, 0.42, 0.25]])
@@ -249,7 +256,9 @@ def sample_scene(n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         "occluder": occluder,
         "occ_pos": torch.rand(n, 4, generator=g),  # occluder placement, meaning per type
         "occ_color": torch.rand(n, 3, generator=g),
-        "blur": torch.where(torch.rand(n, generator=g) < DIFFICULTY["blur_rate"], _uniform(g, n, 0.3, 1.0), torch.zeros(n)),
+        "blur": torch.where(
+            torch.rand(n, generator=g) < DIFFICULTY["blur_rate"], _uniform(g, n, 0.3, 1.0), torch.zeros(n)
+        ),
         "noise": _uniform(g, n, 0.0, 1.0) ** 2 * DIFFICULTY["noise_max"],
         "noise_field": torch.randint(NOISE_BANK, (n,), generator=g),
         "gray": (torch.rand(n, generator=g) < 0.08).float(),  # some photos are grey-scale
@@ -321,14 +330,14 @@ class _Layer:
         self.rgb, self.alpha = rgba[:, :3], rgba[:, 3:]
 
     @classmethod
-    def canvas(cls, n: int, size: int) -> "_Layer":
+    def canvas(cls, n: int, size: int) -> _Layer:
         px = 2.0 / size
         w, h = round(2 * CANVAS_U / px), round((CANVAS_V[1] - CANVAS_V[0]) / px)
         u = (torch.arange(w) + 0.5 - w / 2) * px
         v = CANVAS_V[0] + (torch.arange(h) + 0.5) * px
         return cls(torch.zeros(n, 4, h, w), u.view(1, 1, 1, w), v.view(1, 1, h, 1), px, (float(u[0]), float(v[0])))
 
-    def band(self, u_half: float, v_lo: float, v_hi: float) -> "_Layer":
+    def band(self, u_half: float, v_lo: float, v_hi: float) -> _Layer:
         """A view of the pixels with |u| <= u_half and v_lo <= v <= v_hi (painting it paints the canvas)."""
         h, w = self.rgba.shape[-2:]
         u_first, v_first = self.origin
@@ -339,11 +348,11 @@ class _Layer:
         origin = (u_first + c0 * self.px, v_first + r0 * self.px)
         return _Layer(self.rgba[:, :, r0:r1, c0:c1], self.u[..., c0:c1], self.v[..., r0:r1, :], self.px, origin)
 
-    def take(self, idx: torch.Tensor) -> "_Layer":
+    def take(self, idx: torch.Tensor) -> _Layer:
         """A copy holding only the images ``idx`` (write it back with ``put``)."""
         return _Layer(self.rgba[idx], self.u, self.v, self.px, self.origin)
 
-    def put(self, idx: torch.Tensor, part: "_Layer") -> None:
+    def put(self, idx: torch.Tensor, part: _Layer) -> None:
         self.rgba[idx] = part.rgba
 
     def fill(self, d: torch.Tensor, color: torch.Tensor) -> None:
@@ -721,7 +730,9 @@ def _check_options(path: str | None, seed: int, image_size: int, scale: float) -
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"synthfer option seed: must be an integer, got {seed!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or not MIN_SIZE <= image_size <= MAX_SIZE:
-        raise ConfigError(f"synthfer option image_size: must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {image_size!r}")
+        raise ConfigError(
+            f"synthfer option image_size: must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {image_size!r}"
+        )
     synthfer_counts(scale)
 
 
