@@ -14,9 +14,9 @@ from typing import Any
 
 import polars as pl
 
-from ablate.config import flatten
 from ablate.io import atomic_path
-from ablate.space import trial_config
+from ablate.params import flatten
+from ablate.study import trial_config
 
 # Ray's bookkeeping fields that the tables leave out.
 RAY_FIELDS = {

@@ -21,7 +21,8 @@ from ablate.cli import guarded
 from ablate.data import load_data
 from ablate.errors import ConfigError
 from ablate.io import atomic_write_text
-from ablate.space import Study, grid_size, load_study, make_scheduler, make_search_alg, ray_param_space
+from ablate.search import grid_size, make_scheduler, make_search_alg, ray_param_space
+from ablate.study import Study, load_study
 
 # num_to_keep=1 forces an experiment snapshot after every epoch checkpoint, which is what makes --resume lose
 # nothing; Tune warns about that frequency on every epoch, so the warning is switched off.

@@ -20,8 +20,8 @@ import yaml
 from ablate.cli import guarded
 from ablate.data import load_data
 from ablate.errors import AblateError
-from ablate.experiment import load_config, preset_path, resolve_config
 from ablate.io import atomic_torch_save, atomic_write_text, write_jsonl
+from ablate.run_config import load_config, preset_path, resolve_config
 from ablate.trainer import Trainer
 
 SUMMARY_KEYS = ("test_acc", "test_mean_class_acc", "best_test_acc", "unlabeled_mask_rate", "unlabeled_pseudo_acc")

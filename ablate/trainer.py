@@ -23,10 +23,10 @@ from ablate.augment import Augmenter
 from ablate.components import COMPONENTS, ORDER, Context, StepBatch
 from ablate.components.negative import negative_correctness
 from ablate.components.threshold import threshold_mask
-from ablate.config import Param
 from ablate.data import FaceSet
 from ablate.data.split import make_split
 from ablate.models import build_model
+from ablate.params import Param
 
 TRAINER_PARAMS = {
     "seed": Param(0, "the training seed: model init, batches, augmentation (the split has its own)"),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ablate.data import FaceSet
-from ablate.space import trial_config
+from ablate.study import trial_config
 from ablate.trainer import Trainer
 
 CHECKPOINT_FILE = "trainer.pt"

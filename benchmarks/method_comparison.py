@@ -22,7 +22,7 @@ import polars as pl
 import yaml
 
 from ablate import run
-from ablate.config import load_yaml
+from ablate.params import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("supervised", "fixmatch", "adacm", "lion")

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from ablate.data import load_data
-    from ablate.experiment import load_config, preset_path
+    from ablate.run_config import load_config, preset_path
     from ablate.trial import to_shared
 
     images_per_step = args.batch * (1 + args.mu)

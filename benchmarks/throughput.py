@@ -33,7 +33,7 @@ import torch
 
 from ablate.augment import Augmenter
 from ablate.data import load_data
-from ablate.experiment import load_config, preset_path
+from ablate.run_config import load_config, preset_path
 from ablate.trainer import Trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

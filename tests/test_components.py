@@ -20,7 +20,7 @@ from ablate.components.negative import (
 )
 from ablate.components.pseudo_label import pseudo_label_loss
 from ablate.components.threshold import Threshold, adaptive_thresholds, correct_confidence_stats, threshold_mask
-from ablate.experiment import resolve_components
+from ablate.run_config import resolve_components
 
 # ---- threshold ----------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ablate.data import load_dataset
-from ablate.experiment import load_config
+from ablate.run_config import load_config
 from ablate.trainer import Trainer
 
 TINY = [

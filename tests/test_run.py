@@ -13,7 +13,7 @@ import pytest
 
 from ablate import run
 from ablate.errors import ConfigError
-from ablate.space import load_study
+from ablate.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
@@ -242,7 +242,7 @@ def test_params_overrides_keep_their_dots():
 def test_the_optuna_space_pickles():
     import pickle
 
-    from ablate.space import DefineByRun
+    from ablate.search import DefineByRun
 
     space = DefineByRun(load_study(ROOT / "search_spaces" / "lion.yaml"))
     assert pickle.loads(pickle.dumps(space)).order == space.order
@@ -251,7 +251,7 @@ def test_the_optuna_space_pickles():
 def test_define_by_run_samples_only_parameters_that_act():
     import optuna
 
-    from ablate.space import DefineByRun
+    from ablate.search import DefineByRun
 
     study = load_study(ROOT / "search_spaces" / "thresholds.yaml")
     space = DefineByRun(study)
@@ -272,7 +272,7 @@ def test_define_by_run_samples_only_parameters_that_act():
 def test_define_by_run_skips_a_component_switched_off():
     import optuna
 
-    from ablate.space import DefineByRun
+    from ablate.search import DefineByRun
 
     study = load_study(SMOKE, ["params.components.negative.enabled={choice: [true, false]}"])
     optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))

@@ -8,7 +8,7 @@ import torch
 from ablate import train
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
-from ablate.experiment import load_config, resolve_config
+from ablate.run_config import load_config, resolve_config
 from ablate.trainer import Trainer, classification_metrics
 
 TINY = [

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ablate.config import Param
+from ablate.params import Param
 from ablate.registry import Registry
 
 COMPONENTS: Registry = Registry("component")

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.components.base import Component, StepBatch, register_component
-from ablate.config import Param
+from ablate.params import Param
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

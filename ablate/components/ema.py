@@ -8,7 +8,7 @@ import copy
 import torch
 
 from ablate.components.base import Component, StepBatch, register_component
-from ablate.config import Param
+from ablate.params import Param
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ import math
 import torch
 
 from ablate.components.base import Component, StepBatch, register_component
-from ablate.config import Param
+from ablate.params import Param
 
 
 def candidate_sets(probs: torch.Tensor, rho: float) -> torch.Tensor:

@@ -18,7 +18,7 @@ import math
 import torch
 
 from ablate.components.base import Component, StepBatch, register_component
-from ablate.config import Param
+from ablate.params import Param
 
 
 def adaptive_thresholds(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import inspect
 
-from ablate.config import Param
-
 # Importing the source modules registers them.
 from ablate.data import fer2013, folder, rafdb, synthfer  # noqa: F401
 from ablate.data.base import FaceSet
 from ablate.data.registry import DATASETS, register_dataset
 from ablate.errors import ConfigError
+from ablate.params import Param
 
 
 def load_dataset(name: str, path: str | None = None, **options) -> FaceSet:

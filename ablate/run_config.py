@@ -1,4 +1,4 @@
-"""A run's config: the presets' and study files' base, validated and filled with every default.
+"""The schema of one run's config (a preset, or a study's base): its sections, validated and filled with every default.
 
 Sections: ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is declared next
 to the code that uses it (``DATA_PARAMS``, ``MODEL_PARAMS``, ``TRAINER_PARAMS``, ``augment.HPARAMS``, each
@@ -14,10 +14,10 @@ from typing import Any
 
 from ablate import augment
 from ablate.components import COMPONENTS
-from ablate.config import apply_overrides, load_yaml, resolve_section
 from ablate.data import DATA_PARAMS, DATASETS, check_source_options
 from ablate.errors import ConfigError
 from ablate.models import MODELS
+from ablate.params import apply_overrides, load_yaml, resolve_section
 from ablate.trainer import MODEL_PARAMS, TRAINER_PARAMS
 
 SECTIONS = ("data", "model", "trainer", "augment", "components")

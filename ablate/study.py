@@ -1,4 +1,4 @@
-"""A study file: its schema, its validation, and its translation into a Ray Tune search.
+"""A study file: its schema and its validation (ablate.search translates a validated study into Ray Tune terms).
 
 A study is a base config (the keys of a preset: ``data``, ``model``, ``trainer``, ``augment``, ``components``),
 optional named ``variants`` (overlays of the base, e.g. the rungs of an ablation ladder), the ``params`` to
@@ -10,25 +10,22 @@ allowed.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.components import COMPONENTS
-from ablate.config import (
+from ablate.errors import ConfigError
+from ablate.params import (
     Param,
     apply_overrides,
-    flatten,
     get_dotted,
     load_yaml,
     parse_assignment,
     resolve_section,
     set_dotted,
 )
-from ablate.errors import ConfigError
-from ablate.experiment import SECTIONS, resolve_config
+from ablate.run_config import SECTIONS, resolve_config
 
 STUDY_KEYS = ("name", "description", *SECTIONS, "variants", "search", "params", "scheduler", "resources")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
@@ -275,118 +272,3 @@ def trial_config(
     config = resolve_config(raw)
     config["trainer"]["seed"] += int(sampled.get("__trial_index__", 0))
     return config
-
-
-# ---- the search, in Ray's terms ---------------------------------------------------------------------------
-
-
-def ray_param_space(study: Study) -> dict[str, Any]:
-    """Ray Tune's param_space for the grid and random algorithms."""
-    from ray import tune
-
-    space = {}
-    for key, spec in study.params.items():
-        kind, values = next(iter(spec.items()))
-        space[key] = {
-            "uniform": lambda v: tune.uniform(*v),
-            "loguniform": lambda v: tune.loguniform(*v),
-            "int": lambda v: tune.randint(v[0], v[1] + 1),
-            "choice": tune.choice,
-            "grid": tune.grid_search,
-        }[kind](values)
-    if study.search["repeats"] > 1:
-        space["__trial_index__"] = tune.grid_search(list(range(study.search["repeats"])))
-    return space
-
-
-class DefineByRun:
-    """Optuna's define-by-run space. The variant and the switches are sampled first; then a component's
-    parameter only when its component is on in this trial, and a parameter declared with ``when`` (e.g. the
-    fixed threshold: when mode is fixed) only when its sibling has that value. So Optuna never tunes a
-    parameter that does nothing in the trial. A class, not a closure: Ray pickles the searcher to resume it."""
-
-    def __init__(self, study: Study):
-        self.base = flatten(study.base)
-        self.variants = {name: flatten(overlay) for name, overlay in study.variants.items()}
-        self.params = study.params
-        self.order = sorted(
-            study.params, key=lambda k: (k != "variant", not k.endswith(".enabled"), _condition(k) is not None, k)
-        )
-
-    def __call__(self, trial) -> None:
-        values = dict(self.base)
-        for key in self.order:
-            if key == "variant":
-                values.update(self.variants[suggest(trial, key, self.params[key])])
-                continue
-            comp = component_of(key)
-            if comp is not None and not values[f"components.{comp}.enabled"]:
-                continue
-            condition = _condition(key)
-            if condition is not None and values.get(condition[0]) != condition[1]:
-                continue
-            values[key] = suggest(trial, key, self.params[key])
-
-
-def _condition(key: str) -> tuple[str, Any] | None:
-    """components.threshold.fixed -> ("components.threshold.mode", "fixed"): the sibling it depends on."""
-    comp = component_of(key)
-    if comp is None:
-        return None
-    param = COMPONENTS.get(comp).all_params()[key.split(".")[2]]
-    return None if param.when is None else (f"components.{comp}.{param.when[0]}", param.when[1])
-
-
-def suggest(trial, key: str, spec: Mapping[str, Any]) -> Any:
-    kind, values = next(iter(spec.items()))
-    if kind == "uniform":
-        return trial.suggest_float(key, *values)
-    if kind == "loguniform":
-        return trial.suggest_float(key, *values, log=True)
-    if kind == "int":
-        return trial.suggest_int(key, *values)
-    return trial.suggest_categorical(key, values)
-
-
-def make_sampler(study: Study):
-    import optuna
-
-    seed = study.search["seed"]
-    return {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-    }[study.search["sampler"]]()
-
-
-def make_search_alg(study: Study):
-    """OptunaSearch for optuna, repeated over training seeds; Ray's variant generator, seeded, for grid/random."""
-    from ray.tune.search import Repeater
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    if study.search["algorithm"] != "optuna":
-        # constant_grid_search: the random values are drawn once and shared by every grid point
-        return BasicVariantGenerator(random_state=study.search["seed"], constant_grid_search=True)
-    from ray.tune.search.optuna import OptunaSearch
-
-    searcher = OptunaSearch(
-        space=DefineByRun(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study)
-    )
-    if study.search["repeats"] > 1:
-        searcher = Repeater(searcher, repeat=study.search["repeats"], set_index=True)
-    return searcher
-
-
-def make_scheduler(study: Study):
-    from ray.tune.schedulers import ASHAScheduler
-
-    s = study.scheduler
-    if s["name"] == "none":
-        return None
-    return ASHAScheduler(
-        time_attr="epoch", max_t=s["max_t"], grace_period=s["grace_period"], reduction_factor=s["reduction_factor"]
-    )
-
-
-def grid_size(study: Study) -> int:
-    return math.prod(len(spec["grid"]) for spec in study.params.values() if "grid" in spec)

@@ -1,4 +1,5 @@
-"""Hyper-parameters declared once, next to the code that uses them, and the validation of config files.
+"""The hyper-parameter mechanism: a Param declared once beside the code that uses it, its validation, and the
+small YAML and dotted-key helpers every config file goes through.
 
 A module declares its hyper-parameters as ``{name: Param(default, ...)}``; a config (a preset or a study's
 base) may override any of them and nothing else. Every error names the key path, the value and what is allowed.
