@@ -25,6 +25,7 @@ from ablate.components.negative import negative_correctness
 from ablate.components.threshold import threshold_mask
 from ablate.data import FaceSet
 from ablate.data.split import make_split
+from ablate.metrics import classification_metrics, selection_metrics
 from ablate.models import build_model
 from ablate.params import Param
 
@@ -61,6 +62,14 @@ TRAINER_PARAMS = {
         nullable=True,
         kind=int,
     ),
+    "max_loss": Param(
+        1000.0,
+        "a step whose loss is not finite or exceeds this ends the run as diverged (null: only non-finite losses)",
+        low=0.0,
+        open_low=True,
+        nullable=True,
+        kind=float,
+    ),
 }
 
 MODEL_PARAMS = {
@@ -86,6 +95,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+class Diverged(RuntimeError):
+    """The loss of a step was not finite (or above ``trainer.max_loss``): the run is not a result."""
+
+    def __init__(self, step: int, epoch: int, loss: float, bound: float | None):
+        self.step, self.epoch, self.loss = step, epoch, loss
+        limit = "finite" if bound is None else f"finite and at most trainer.max_loss = {bound:g}"
+        super().__init__(
+            f"diverged: the loss was {loss:g} at step {step} (epoch {epoch}); it must stay {limit}. "
+            "Lower trainer.lr or a loss weight"
+        )
 
 
 @dataclass
@@ -166,6 +187,9 @@ class Trainer:
         )
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        # The first step (1-based) whose loss diverged, and that loss; kept on the device, read once per epoch.
+        self.diverged_step = torch.zeros((), dtype=torch.long, device=self.device)
+        self.diverged_loss = torch.zeros((), device=self.device)
 
     # ---- set-up -------------------------------------------------------------------------------------
 
@@ -275,7 +299,22 @@ class Trainer:
         for component in self.components.values():
             component.after_step(batch, self.model)
         metrics["loss"] = total.item()
+        self._watch_divergence(total.detach(), done + 1)
         return metrics
+
+    def _watch_divergence(self, loss: torch.Tensor, step: int) -> None:
+        bound = self.tc["max_loss"]
+        bad = ~torch.isfinite(loss) if bound is None else ~(loss <= bound)  # NaN fails every comparison
+        first = bad & (self.diverged_step == 0)
+        self.diverged_step = torch.where(first, step, self.diverged_step)
+        self.diverged_loss = torch.where(first, loss, self.diverged_loss)
+
+    def _raise_if_diverged(self) -> None:
+        step = int(self.diverged_step)
+        if step:
+            raise Diverged(
+                step, math.ceil(step / self.tc["steps_per_epoch"]), float(self.diverged_loss), self.tc["max_loss"]
+            )
 
     # ---- epochs -------------------------------------------------------------------------------------
 
@@ -289,6 +328,7 @@ class Trainer:
                 counts[key] = counts.get(key, 0) + 1
             if on_step is not None:
                 on_step(step_metrics)
+        self._raise_if_diverged()
         self.epoch += 1
         metrics: dict[str, Any] = {"epoch": self.epoch, "step": self.epoch * self.tc["steps_per_epoch"]}
         metrics.update({f"train_{k}" if not k.startswith("train_") else k: sums[k] / counts[k] for k in sums})
@@ -296,10 +336,9 @@ class Trainer:
             for key, value in component.end_epoch(self.epoch).items():
                 metrics[self._class_key(key)] = value
         metrics.update(self.evaluate())
-        # Best so far: ASHA and Optuna judge an early-stopped trial by it, not by a truncated last value.
-        for key in ("test_acc", "test_mean_class_acc", "val_acc", "val_mean_class_acc"):
-            if key in metrics:
-                metrics[f"best_{key}"] = max([m[key] for m in self.history] + [metrics[key]])
+        # Best so far (ASHA and Optuna judge an early-stopped trial by it) and the test metrics at the best
+        # validation epoch (what tables show).
+        metrics.update(selection_metrics(self.history, metrics))
         self.history.append(metrics)
         return metrics
 
@@ -397,19 +436,3 @@ class Trainer:
         if state["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.history = state["history"]
-
-
-def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, class_names, prefix: str) -> dict[str, Any]:
-    """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix (rows: true class)."""
-    k = len(class_names)
-    predicted = probs.argmax(dim=1)
-    confusion = torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
-    per_class = confusion.diag().float() / confusion.sum(dim=1).clamp(min=1).float()
-    present = confusion.sum(dim=1) > 0
-    metrics: dict[str, Any] = {
-        f"{prefix}_acc": (predicted == labels).float().mean().item() if len(labels) else 0.0,
-        f"{prefix}_mean_class_acc": per_class[present].mean().item() if present.any() else 0.0,
-        f"{prefix}_confusion": confusion.tolist(),
-    }
-    metrics.update({f"{prefix}_acc_{name}": per_class[c].item() for c, name in enumerate(class_names)})
-    return metrics

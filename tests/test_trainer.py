@@ -8,8 +8,9 @@ import torch
 from ablate import train
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
+from ablate.metrics import classification_metrics
 from ablate.run_config import load_config, resolve_config
-from ablate.trainer import Trainer, classification_metrics
+from ablate.trainer import Trainer
 
 TINY = [
     "data.options={scale: 0.05, image_size: 32}",
