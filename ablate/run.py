@@ -365,6 +365,8 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
     finally:
         lock.release()
     print(summarise(trials, record, folder.location) + f"\ntook {time.time() - started:.0f} s", flush=True)
+    if record.get("interrupted"):
+        print("interrupted: to finish the study, run the same command with --resume", flush=True)
     return trials
 
 
@@ -399,9 +401,12 @@ def prepare(
                 folder.write_text(STUDY_FILE, json.dumps(record, indent=2))
             running = True
             data_ref = ray.put(to_shared(faces))  # once; every trial reads it from the object store
-            for role in (SEARCH, BASELINE):
-                if role == SEARCH or points:
-                    build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
+            for role, expected in ((SEARCH, search_trials(study)), (BASELINE, len(points))):
+                if expected:
+                    grid = build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
+                    if grid.num_terminated + grid.num_errors < expected:  # Ctrl-C: Tune stopped and returned
+                        record = {**record, "interrupted": True}
+                        break
         finally:
             ray.shutdown()
     except BaseException:

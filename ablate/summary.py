@@ -154,7 +154,10 @@ def summarise(trials: pl.DataFrame, record: dict[str, Any], location: str) -> st
         else:
             lines.append(f"{head}; {json.dumps(searched)}")
     lines.append(f"results: {location}/trials.parquet, {location}/epochs.parquet")
-    lines.append(f"report:  python -m ablate.report {location}")
+    if "://" in location:
+        lines.append(f"report:  copy {location} to a local folder, then python -m ablate.report FOLDER")
+    else:
+        lines.append(f"report:  python -m ablate.report {location}")
     return "\n".join(lines)
 
 

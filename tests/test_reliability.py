@@ -203,6 +203,22 @@ def test_a_killed_drivers_lock_does_not_block_the_resume(tmp_path):
     assert pl.read_parquet(tmp_path / "dead" / "trials.parquet")["status"].to_list() == ["complete"]
 
 
+def test_ctrl_c_stops_the_study_before_its_baselines_and_resume_finishes_it(tmp_path):
+    args = ["--space", SMOKE, "--storage", str(tmp_path), "--name", "cc", *VAL, "--set", "search.num_samples=2"]
+    args += ["--set", "search.max_concurrent=1"]
+    first = driver(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 200
+    while not list((tmp_path / "cc" / "ray").glob("*/ablate_checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)  # Tune stops its trials, saves its state and returns
+    out, _ = first.communicate(timeout=200)
+    assert first.returncode == 0 and "interrupted: to finish the study, run the same command with --resume" in out
+    assert not (tmp_path / "cc" / "ray_baselines").exists() and not (tmp_path / "cc" / ".lock").exists()
+    assert run.main([*args, "--resume"]) == 0
+    trials = pl.read_parquet(tmp_path / "cc" / "trials.parquet")
+    assert trials["role"].to_list() == ["search", "search", "baseline"] and set(trials["status"]) == {"complete"}
+
+
 # ---- a faithful resume ------------------------------------------------------------------------------------
 
 ASHA = [
