@@ -1,9 +1,10 @@
-"""The schema of one run's config (a preset, or a study's base): its sections, validated and filled with every default.
+"""The schema of one run's config (a preset, or a study's base): its sections, validated and filled with every
+default, and the listing of every parameter (``python -m ablate.train --list-params``).
 
-Sections: ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is declared next
-to the code that uses it (``DATA_PARAMS``, ``MODEL_PARAMS``, ``TRAINER_PARAMS``, ``augment.HPARAMS``, each
-component's ``params``); this module only gathers them. Paths become absolute here, before any Ray trial
-changes its working directory.
+Sections: ``plugins``, ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is
+declared once next to the code that uses it (``DATA_PARAMS``, ``MODEL_PARAMS``, ``TRAINER_PARAMS``,
+``augment.HPARAMS``, each component's ``params``); this module only gathers them. Paths become absolute here,
+before any Ray trial changes its working directory.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ablate import augment
-from ablate.components import COMPONENTS
+from ablate.components import COMPONENTS, check_enabled
 from ablate.data import DATA_PARAMS, DATASETS, check_source_options
 from ablate.errors import ConfigError
-from ablate.models import MODELS
-from ablate.params import apply_overrides, load_yaml, resolve_section
-from ablate.trainer import MODEL_PARAMS, TRAINER_PARAMS
+from ablate.models import MODEL_PARAMS, resolve_model_section
+from ablate.params import Param, apply_overrides, load_yaml, resolve_section
+from ablate.plugins import load_plugins, resolve_plugins
+from ablate.trainer import TRAINER_PARAMS
 
-SECTIONS = ("data", "model", "trainer", "augment", "components")
+SECTIONS = ("plugins", "data", "model", "trainer", "augment", "components")
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
@@ -31,9 +33,12 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r}; allowed: {', '.join(SECTIONS)}")
+    plugins = resolve_plugins(raw.get("plugins"), base_dir)
+    load_plugins(plugins)  # before the components are resolved: a plugin may register one
     return {
+        "plugins": plugins,
         "data": _resolve_data(raw.get("data"), base_dir),
-        "model": _resolve_model(raw.get("model"), base_dir),
+        "model": resolve_model_section(raw.get("model"), base_dir),
         "trainer": resolve_section("trainer", raw.get("trainer"), TRAINER_PARAMS),
         "augment": _resolve_augment(raw.get("augment")),
         "components": resolve_components(raw.get("components")),
@@ -66,14 +71,6 @@ def _resolve_data(given: Mapping[str, Any] | None, base_dir: Path | None) -> dic
     return data
 
 
-def _resolve_model(given: Mapping[str, Any] | None, base_dir: Path | None) -> dict[str, Any]:
-    model = resolve_section("model", given, MODEL_PARAMS)
-    if model["name"] not in MODELS:
-        raise ConfigError(f"model.name: unknown model {model['name']!r}; allowed: {', '.join(MODELS.names())}")
-    model["weights"] = _absolute(model["weights"], base_dir)
-    return model
-
-
 def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:
     given = dict(given or {})
     unknown = sorted(set(given) - set(augment.HPARAMS))
@@ -97,14 +94,7 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
         name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params())
         for name in COMPONENTS.names()
     }
-    for name, hp in resolved.items():
-        for need in COMPONENTS.get(name).needs:
-            if hp["enabled"] and not resolved[need]["enabled"]:
-                raise ConfigError(
-                    f"components.{name} needs components.{need} to be enabled (it marks the confident samples)"
-                )
-    if not any(hp["enabled"] and name != "ema" and name != "threshold" for name, hp in resolved.items()):
-        raise ConfigError("components: enable at least one loss (supervised, pseudo_label, contrastive or negative)")
+    check_enabled([name for name, hp in resolved.items() if hp["enabled"]])
     return resolved
 
 
@@ -122,3 +112,34 @@ def preset_path(name_or_path: str) -> Path:
     """``lion`` -> presets/lion.yaml; a path is returned as it is."""
     candidate = PRESETS_DIR / f"{name_or_path}.yaml"
     return candidate if candidate.is_file() and not Path(name_or_path).suffix else Path(name_or_path)
+
+
+def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
+    """(section path, what it is, its parameters) for every configurable thing, in the order of a config."""
+    tables = [
+        ("data", "the data source and its labeled/unlabeled/validation split", DATA_PARAMS),
+        ("model", "the backbone and its classifier head", MODEL_PARAMS),
+        ("trainer", "the loop, the optimiser and the device", TRAINER_PARAMS),
+    ]
+    for name in COMPONENTS.names():
+        component = COMPONENTS.get(name)
+        what = f"a {component.role.value}" + (f"; reports {', '.join(component.reports)}" if component.reports else "")
+        tables.append((f"components.{name}", what, component.all_params()))
+    return tables
+
+
+def param_listing() -> str:
+    """Every parameter with its default, what is allowed, when it acts, and its doc: one block per section."""
+    lines = []
+    for path, what, params in param_tables():
+        lines.append(f"{path}: {what}")
+        for key, param in params.items():
+            when = "" if param.when is None else f"  [when {param.when[0]} is {_either(param.when[1])}]"
+            lines.append(f"  {key} = {param.default!r}  ({param.allowed()}){when}")
+            lines.append(f"      {param.doc}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _either(value: Any) -> str:
+    return " or ".join(map(str, value)) if isinstance(value, tuple) else str(value)

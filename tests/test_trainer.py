@@ -75,7 +75,7 @@ def test_the_cuda_settings_run_on_cpu(faces):
     """What ``auto`` picks on a GPU (bf16 autocast, channels-last, one concatenated forward), exercised here."""
     gpu_like = ("trainer.precision=bf16", "trainer.channels_last=true", "trainer.forward=concat", "trainer.epochs=1")
     trainer = Trainer(lion_config(*gpu_like), faces)
-    assert trainer.autocast and trainer.channels_last and trainer.concat
+    assert trainer.runtime.autocast and trainer.runtime.channels_last and trainer.runtime.concat
     assert next(trainer.model.parameters()).dtype == torch.float32  # autocast, not a bf16 model
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -85,7 +85,7 @@ def test_the_cuda_settings_run_on_cpu(faces):
         for name in ("supervised", "pseudo_label", "negative")
     )
     fp32 = Trainer(lion_config("trainer.epochs=1"), faces)
-    assert not (fp32.autocast or fp32.channels_last or fp32.concat)  # auto on CPU: fp32, separate forwards
+    assert not (fp32.runtime.autocast or fp32.runtime.channels_last or fp32.runtime.concat)  # auto on CPU: fp32, separate forwards
 
 
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(faces):
@@ -132,10 +132,10 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
         ("components.negative.rhoo=0.5", r"components.negative: unknown key 'rhoo'; allowed: .*rho"),
         ("components.negative.rho=1.5", r"components.negative.rho: 1.5 is out of range; allowed: a float in \(0, 1\]"),
         (
-            "components.threshold.mode=magic",
-            r"components.threshold.mode: 'magic' is not allowed; allowed: 'fixed', 'adaptive'",
+            "components.threshold.policy=magic",
+            r"components.threshold.policy: 'magic' is not allowed; allowed: 'adaptive', 'fixed'",
         ),
-        ("components.threshold.enabled=false", r"components.negative needs components.threshold"),
+        ("components.threshold.enabled=false", r"components.negative needs a policy component to be enabled"),
         ("trainer.lr=-1", r"trainer.lr: -1.0 is out of range"),
         ("trainer.epochs=two", r"trainer.epochs: 'two' is a str; allowed: a int in \[1, inf\)"),
         ("trainer.epoch=3", r"trainer: unknown key 'epoch'; allowed: .*epochs"),
@@ -147,7 +147,7 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
         ),
         ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: resnet18, small_cnn"),
         ("augment.strong_ops=99", r"augment.strong_ops"),
-        ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: data, model, trainer, augment, components"),
+        ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: plugins, data, model, trainer, augment, components"),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(override, message):
@@ -188,3 +188,14 @@ def test_supervised_only_draws_no_unlabeled_batch(faces, monkeypatch):
     )
     trainer.fit()
     assert sizes == [0, 0]  # two steps, no unlabeled images augmented
+
+
+def test_list_params_shows_every_section_with_defaults_docs_and_conditions(capsys):
+    assert train.main(["--list-params"]) == 0
+    out = capsys.readouterr().out
+    for section in ("data:", "model:", "trainer:", "components.threshold:", "components.negative:", "components.ema:"):
+        assert f"\n{section}" in f"\n{out}"
+    assert "  max_loss = 1000.0  (allowed: a float in (0, inf) or null)" in out
+    assert "  tau = 0.95  (allowed: a float in [0, 1])  [when policy is fixed]" in out
+    assert "the confidence threshold of every class" in out
+    assert "components.ema: a teacher" in out and "components.threshold: a policy" in out
