@@ -141,6 +141,10 @@ class Component:
     def attach(self, model: torch.nn.Module) -> None:
         """Once, after the student model is built."""
 
+    def bind(self, peers: dict[str, Component]) -> None:
+        """Once, after every enabled component is built: a component that reads another's state (e.g. a loss
+        that needs the policy's class-distribution estimate) keeps a reference to it here."""
+
     def weigh(self, batch: StepBatch) -> tuple[torch.Tensor, StepMetrics]:
         """A policy's weights of the unlabeled batch, in [0, 1], and its step metrics."""
         raise NotImplementedError(f"{self.name} is a {self.role.value}, not a policy")
@@ -221,4 +225,8 @@ def step_order(enabled: Iterable[str]) -> list[str]:
 def build_components(config: dict[str, Any], ctx: Context) -> list[Component]:
     """The enabled components of a resolved config, built, in step order."""
     enabled = [name for name, hp in config["components"].items() if hp["enabled"]]
-    return [COMPONENTS.get(name)(config["components"][name], ctx) for name in step_order(enabled)]
+    built = [COMPONENTS.get(name)(config["components"][name], ctx) for name in step_order(enabled)]
+    peers = {component.name: component for component in built}
+    for component in built:
+        component.bind(peers)
+    return built
