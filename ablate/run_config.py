@@ -2,9 +2,9 @@
 default, and the listing of every parameter (``python -m ablate.train --list-params``).
 
 Sections: ``plugins``, ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is
-declared once next to the code that uses it (``DATA_PARAMS``, ``MODEL_PARAMS``, ``TRAINER_PARAMS``,
-``augment.HPARAMS``, each component's ``params``); this module only gathers them. Paths become absolute here,
-before any Ray trial changes its working directory.
+declared once next to the code that uses it (``DATA_PARAMS`` and each data source's options, ``MODEL_PARAMS``,
+``TRAINER_PARAMS``, ``augment.HPARAMS``, each component's ``params``); this module only gathers them. Paths become
+absolute here, before any Ray trial changes its working directory.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ablate import augment
 from ablate.components import COMPONENTS, check_enabled
-from ablate.data import DATA_PARAMS, DATASETS, check_source_options
+from ablate.data import DATA_PARAMS, DATASETS, resolve_data_section, source_options
 from ablate.errors import ConfigError
 from ablate.models import MODEL_PARAMS, resolve_model_section
 from ablate.params import Param, apply_overrides, load_yaml, resolve_section
@@ -37,38 +37,12 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
     load_plugins(plugins)  # before the components are resolved: a plugin may register one
     return {
         "plugins": plugins,
-        "data": _resolve_data(raw.get("data"), base_dir),
+        "data": resolve_data_section(raw.get("data"), base_dir),
         "model": resolve_model_section(raw.get("model"), base_dir),
         "trainer": resolve_section("trainer", raw.get("trainer"), TRAINER_PARAMS),
         "augment": _resolve_augment(raw.get("augment")),
         "components": resolve_components(raw.get("components")),
     }
-
-
-def _absolute(path: str | None, base_dir: Path | None) -> str | None:
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else (base_dir or Path.cwd()) / p)
-
-
-def _resolve_data(given: Mapping[str, Any] | None, base_dir: Path | None) -> dict[str, Any]:
-    given = dict(given or {})
-    # labels_per_class or label_fraction replace the default budget.
-    if "labels" not in given and (given.get("labels_per_class") is not None or given.get("label_fraction") is not None):
-        given["labels"] = None
-    data = resolve_section("data", given, DATA_PARAMS)
-    if data["name"] not in DATASETS:
-        raise ConfigError(f"data.name: unknown dataset {data['name']!r}; allowed: {', '.join(DATASETS.names())}")
-    if not isinstance(data["options"], Mapping):
-        raise ConfigError(f"data.options: expected a mapping of option names to values, got {data['options']!r}")
-    check_source_options(data["name"], data["options"])
-    asked = [k for k in ("labels", "labels_per_class", "label_fraction") if data[k] is not None]
-    if len(asked) != 1:
-        raise ConfigError(f"data: give exactly one of labels, labels_per_class, label_fraction; got {asked or 'none'}")
-    data["path"] = _absolute(data["path"], base_dir)
-    data["options"] = dict(data["options"])
-    return data
 
 
 def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -118,6 +92,10 @@ def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
     """(section path, what it is, its parameters) for every configurable thing, in the order of a config."""
     tables = [
         ("data", "the data source and its labeled/unlabeled/validation split", DATA_PARAMS),
+        *(
+            (f"data.options ({name})", f"the options of the {name} source", source_options(name))
+            for name in DATASETS.names()
+        ),
         ("model", "the backbone and its classifier head", MODEL_PARAMS),
         ("trainer", "the loop, the optimiser and the device", TRAINER_PARAMS),
     ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.data.split import BUDGET_KEYS, SPLIT_PARAMS, set_budget
 from ablate.errors import ConfigError
 from ablate.params import (
     Param,
@@ -30,13 +31,7 @@ from ablate.run_config import SECTIONS, resolve_config
 STUDY_KEYS = ("name", "description", *SECTIONS, "variants", "search", "params", "scheduler", "resources")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
 # The data keys a trial may change: all trials share one decoded data set, so the source is fixed.
-SEARCHABLE_DATA_KEYS = (
-    "data.labels",
-    "data.labels_per_class",
-    "data.label_fraction",
-    "data.split_seed",
-    "data.val_per_class",
-)
+SEARCHABLE_DATA_KEYS = tuple(f"data.{key}" for key in SPLIT_PARAMS)
 METRICS = tuple(
     f"{best}{split}_{name}" for best in ("", "best_") for split in ("test", "val") for name in ("acc", "mean_class_acc")
 )
@@ -219,13 +214,20 @@ def _check_key(where: str, key: str, candidates: list[Any], base: dict[str, Any]
         raise ConfigError(f"{where}: only model.dropout can be searched; run one study per backbone")
     for value in candidates:
         config = copy.deepcopy(base)
-        set_dotted(config, key, value)
-        if key in ("data.labels_per_class", "data.label_fraction"):
-            config["data"]["labels"] = None
+        set_config_key(config, key, value)
         try:
             resolve_config(config)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
+
+
+def set_config_key(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key; a budget key (data.labels, data.labels_per_class, data.label_fraction) clears the other two."""
+    field = key.removeprefix("data.")
+    if key.startswith("data.") and field in BUDGET_KEYS:
+        set_budget(config["data"], field, value)
+    else:
+        set_dotted(config, key, value)
 
 
 def component_of(key: str) -> str | None:
@@ -266,9 +268,7 @@ def trial_config(
     for key, value in sampled.items():
         if key in ("variant", "__trial_index__"):
             continue
-        set_dotted(raw, key, value)
-        if key in ("data.labels_per_class", "data.label_fraction"):
-            raw["data"]["labels"] = None
+        set_config_key(raw, key, value)
     config = resolve_config(raw)
     config["trainer"]["seed"] += int(sampled.get("__trial_index__", 0))
     return config

@@ -23,7 +23,7 @@ import torch
 from ablate.augment import Augmenter
 from ablate.components import Component, Context, EpochView, Role, StepBatch, build_components
 from ablate.data import FaceSet
-from ablate.data.split import make_split
+from ablate.data.split import split_faces
 from ablate.evaluation import Evaluator, Subsets
 from ablate.metrics import selection_metrics
 from ablate.models import build_model
@@ -125,7 +125,9 @@ class Trainer:
             settings["eval_batch_size"],
         )  # fmt: skip
 
-        ctx = Context(faces.num_classes, len(subsets.unlabeled), settings["steps_per_epoch"], settings["epochs"], self.device)
+        ctx = Context(
+            faces.num_classes, len(subsets.unlabeled), settings["steps_per_epoch"], settings["epochs"], self.device
+        )
         self.components = build_components(self.config, ctx)
         for component in self.components:
             component.attach(self.model)
@@ -152,24 +154,16 @@ class Trainer:
     # ---- set-up -------------------------------------------------------------------------------------
 
     def _subsets(self, faces: FaceSet) -> Subsets:
-        data, settings = self.config["data"], self.settings
-        train = faces.indices("train")
-        split = make_split(
-            faces.labels[train],
-            faces.class_names,
-            labels=data["labels"],
-            labels_per_class=data["labels_per_class"],
-            label_fraction=data["label_fraction"],
-            split_seed=data["split_seed"],
-            val_per_class=data["val_per_class"],
+        split = split_faces(faces, self.config["data"])
+        probe_size = (
+            len(split.unlabeled) if self.settings["eval_unlabeled"] is None else self.settings["eval_unlabeled"]
         )
-        unlabeled = train[split.unlabeled]
-        probe_size = len(unlabeled) if settings["eval_unlabeled"] is None else settings["eval_unlabeled"]
-        probe_generator = torch.Generator().manual_seed(settings["seed"] + 1)
-        probe = torch.randperm(len(unlabeled), generator=probe_generator)[:probe_size].sort().values
+        probe_generator = torch.Generator().manual_seed(self.settings["seed"] + 1)
+        probe = torch.randperm(len(split.unlabeled), generator=probe_generator)[:probe_size].sort().values
         to = lambda t: t.to(self.device)  # noqa: E731
-        return Subsets(to(train[split.labeled]), to(unlabeled), to(train[split.validation]), to(faces.indices("test")),
-                       to(probe))  # fmt: skip
+        return Subsets(
+            to(split.labeled), to(split.unlabeled), to(split.validation), to(faces.indices("test")), to(probe)
+        )
 
     def _one(self, role: Role) -> Component | None:
         return next((c for c in self.components if c.role is role), None)
@@ -181,7 +175,12 @@ class Trainer:
         if s["optimizer"] == "adam":
             return torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"], fused=True)
         return torch.optim.SGD(
-            params, lr=s["lr"], momentum=s["momentum"], nesterov=s["nesterov"], weight_decay=s["weight_decay"], fused=True
+            params,
+            lr=s["lr"],
+            momentum=s["momentum"],
+            nesterov=s["nesterov"],
+            weight_decay=s["weight_decay"],
+            fused=True,
         )
 
     @property
@@ -378,4 +377,3 @@ class Trainer:
         if state["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.history = state["history"]
-

@@ -197,7 +197,7 @@ BAD_STUDIES = [
     ),
     ("search: {metric: loss}", r"search.metric: 'loss' is not allowed; allowed: 'test_acc'"),
     (
-        "search: {metric: best_val_acc}",
+        "data: {val_per_class: 0}\nsearch: {metric: best_val_acc}",
         r"search.metric: 'best_val_acc' needs a validation split; set data.val_per_class",
     ),
     ("scheduler: {name: asha, grace_period: 9, max_t: 3}", r"scheduler.grace_period: 9 exceeds max_t 3"),
