@@ -23,10 +23,6 @@ def _present(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c in frame.columns and frame[c].null_count() < frame.height]
 
 
-def is_ladder(trials: pl.DataFrame) -> bool:
-    return has_rungs(trials)
-
-
 def trial_label(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
     """A short label per finished trial for the curves. Columns: trial_id, group.
 
@@ -38,7 +34,7 @@ def trial_label(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
     at = (
         [pl.lit(" · "), pl.col(key).cast(pl.String), pl.lit(f" {budget_label(key).lower()}")] if several and key else []
     )
-    if is_ladder(trials):
+    if has_rungs(trials):
         return done.select("trial_id", pl.concat_str([pl.col("rung").fill_null("?"), *at]).alias("group"))
     rank = ranking(study, trials)
     if rank.column in done.columns:
@@ -54,7 +50,7 @@ def trial_label(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
 
 def _group_order(trials: pl.DataFrame, study: dict[str, Any], labels: pl.DataFrame, max_groups: int) -> list[str]:
     """Ladder: by budget, then rung (all of them). Search: the baselines, then the ``max_groups`` best trials."""
-    if is_ladder(trials):
+    if has_rungs(trials):
         rung = {r: i for i, r in enumerate(rung_order(study, trials))}
         key = budget_key(trials, study)
         frame = labels.join(

@@ -14,10 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis.selection import LAST, Ranking, Shown, ranking, search_trials
+from analysis.selection import LAST, STATUSES, Ranking, Shown, ranking, search_trials
 from analysis.study_layout import searched_keys
-
-STATUSES = ("complete", "stopped", "diverged", "error")
 
 
 def _pct(column: str) -> pl.Expr:

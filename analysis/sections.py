@@ -19,8 +19,8 @@ from analysis.baselines import baseline_at, reference_levels, reference_rung
 from analysis.results import Results
 from analysis.section import Fig, Section, Table
 from analysis.selection import (
-    FAILED,
     ORACLE_LABEL,
+    STATUSES,
     best_config,
     did_not_finish,
     labelled,
@@ -39,7 +39,6 @@ from analysis.study_layout import (
 )
 
 SECTIONS = ("summary", "ablation", "search", "dynamics")
-STATUSES = ("complete", "stopped", *FAILED)
 
 
 def status_note(trials: pl.DataFrame) -> str:

@@ -29,6 +29,7 @@ WHICH = ("val", "last", "oracle")
 ORACLE_LABEL = "oracle (selected on test)"
 PREDATES = "this study predates validation selection"
 FAILED = ("diverged", "error")  # statuses whose numbers are not results
+STATUSES = ("complete", "stopped", *FAILED)  # the results contract's trial statuses
 LAST = tuple(f"last_{m}" for m in TEST_METRICS)
 
 

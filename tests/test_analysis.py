@@ -416,6 +416,17 @@ def test_ladder_baseline_named_like_a_variant():
     assert table.row(1, named=True)["acc_gain_ref"] == pytest.approx(40.0 - 55.0)
 
 
+def test_ladder_gains_are_against_supervised_among_several_baselines():
+    study = ladder_study() | {"baselines": ["teacher_only", "supervised"]}
+    extra = frame(
+        [{"role": "baseline", "baseline": "teacher_only", "trainer.seed": s, **numbers(0.5, 0.3, 0.2)} for s in (0, 1)]
+    )
+    table = ladder.ladder_table(pl.concat([ladder_trials(), extra], how="diagonal_relaxed"), study)
+    assert table["rung"].to_list() == ["teacher_only", "supervised", "fixmatch", "adaptive"]
+    assert table["ref_rung"].unique().to_list() == ["supervised"]
+    assert table["acc_gain_ref"].to_list() == pytest.approx([30.0 - 55.0, None, 8.0, 11.0], nan_ok=True)
+
+
 def test_ladder_excludes_failed_trials_and_reads_which():
     trials = pl.concat(
         [
@@ -836,8 +847,16 @@ def test_report_errors(tmp_path):
     done = run("-m", "ablate.report", str(tmp_path / "half"))
     assert done.returncode == 2
     assert "missing trials.parquet, epochs.parquet" in done.stderr and "Traceback" not in done.stderr
-    done = run("-m", "ablate.report", str(ABLATION), "--which", "best")
-    assert done.returncode == 2 and "invalid choice: 'best'" in done.stderr
+
+
+def test_report_which_choices(capsys):
+    from ablate.report import parse_args
+
+    assert parse_args([str(ABLATION)]).which == "val"
+    assert parse_args([str(ABLATION), "--which", "oracle"]).which == "oracle"
+    with pytest.raises(SystemExit):
+        parse_args([str(ABLATION), "--which", "best"])  # the old choice: the best epoch on test
+    assert "invalid choice: 'best'" in capsys.readouterr().err
 
 
 def test_marimo_check():
