@@ -194,8 +194,8 @@ def search(res: Results, which: str = "val", k: int = 10, importance_method: str
         points,
         study.get("params") or {},
         y_label,
-        title=f"Each searched parameter against the {y_label[0].lower()}{y_label[1:-4]}\n({shown.what}), "
-        "one dot per trial",
+        title=f"Each searched parameter against the {y_label[0].lower()}{y_label[1:-4]}, one dot per trial\n"
+        f"{shown.what[0].upper()}{shown.what[1:]}",
         lines=lines,
     )
     section.figures += [
