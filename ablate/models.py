@@ -125,7 +125,8 @@ def load_backbone_weights(model: Classifier, path: str) -> None:
     for key, value in state.items():
         if own[key].shape != value.shape:
             raise ConfigError(
-                f"model.weights {str(file)!r}: {key} has shape {tuple(value.shape)}, the backbone needs {tuple(own[key].shape)}"
+                f"model.weights {str(file)!r}: {key} has shape {tuple(value.shape)}, "
+                f"the backbone needs {tuple(own[key].shape)}"
             )
     model.backbone.load_state_dict(state, strict=True)
 

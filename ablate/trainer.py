@@ -160,10 +160,8 @@ class Trainer:
         )
         probe_generator = torch.Generator().manual_seed(self.settings["seed"] + 1)
         probe = torch.randperm(len(split.unlabeled), generator=probe_generator)[:probe_size].sort().values
-        to = lambda t: t.to(self.device)  # noqa: E731
-        return Subsets(
-            to(split.labeled), to(split.unlabeled), to(split.validation), to(faces.indices("test")), to(probe)
-        )
+        parts = (split.labeled, split.unlabeled, split.validation, faces.indices("test"), probe)
+        return Subsets(*(part.to(self.device) for part in parts))
 
     def _one(self, role: Role) -> Component | None:
         return next((c for c in self.components if c.role is role), None)

@@ -9,6 +9,7 @@ results.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -159,11 +160,7 @@ def _categorical(value: Any) -> Any:
 
 def importance_method() -> str:
     """fANOVA (Optuna's FanovaImportanceEvaluator) when scikit-learn is installed, else PED-ANOVA."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        return "ped-anova"
-    return "fanova"
+    return "fanova" if importlib.util.find_spec("sklearn") is not None else "ped-anova"
 
 
 def param_importance(

@@ -19,10 +19,7 @@ import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from analysis import (  # noqa: E402
+from analysis import (
     baselines,
     dynamics_tables,
     formatting,
@@ -35,8 +32,10 @@ from analysis import (  # noqa: E402
     study_layout,
     summary,
 )
-from analysis.report import write_report  # noqa: E402
-from analysis.results import ResultsError, load_results  # noqa: E402
+from analysis.report import write_report
+from analysis.results import ResultsError, load_results
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ABLATION, SEARCH = FIXTURES / "ablation", FIXTURES / "search"

@@ -32,10 +32,6 @@ def lion_config(*extra):
     return load_config("presets/lion.yaml", TINY + list(extra))
 
 
-def drop_timing(history):
-    return [{k: v for k, v in m.items()} for m in history]
-
-
 def test_same_config_and_seed_give_identical_metrics(faces):
     a = Trainer(lion_config(), faces).fit()
     b = Trainer(lion_config(), faces).fit()
@@ -86,7 +82,8 @@ def test_the_cuda_settings_run_on_cpu(faces):
         for name in ("supervised", "pseudo_label", "negative")
     )
     fp32 = Trainer(lion_config("trainer.epochs=1"), faces)
-    assert not (fp32.runtime.autocast or fp32.runtime.channels_last or fp32.runtime.concat)  # auto on CPU: fp32, separate forwards
+    # auto on CPU: fp32, separate forwards
+    assert not (fp32.runtime.autocast or fp32.runtime.channels_last or fp32.runtime.concat)
 
 
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(faces):
@@ -175,7 +172,7 @@ def test_classification_metrics_by_hand():
 def test_cuda_asked_for_on_a_cpu_machine(faces):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(ConfigError, match="trainer.device: 'cuda' was asked for but this machine has no CUDA GPU"):
+    with pytest.raises(ConfigError, match=r"trainer.device: 'cuda' was asked for but this machine has no CUDA GPU"):
         Trainer(lion_config("trainer.device=cuda"), faces)
 
 
