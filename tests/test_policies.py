@@ -361,3 +361,30 @@ def test_freematch_with_its_fairness_loss_trains(faces):
 def test_fairness_with_another_policy_is_refused_before_training(faces):
     with pytest.raises(ConfigError, match=r"components\.threshold\.policy: freematch"):
         Trainer(load_config("presets/lion.yaml", [*TINY, "components.fairness.enabled=true"]), faces)
+
+
+@pytest.mark.parametrize("policy", NEW_POLICIES)
+def test_the_policy_and_fairness_read_nothing_back_during_a_step(faces, policy):
+    """The policy's weighing and updates and the fairness loss stay on the device. Scoped to these components, so
+    that it holds whatever the rest of the step does (tests/test_host_sync.py checks the whole step)."""
+    from test_host_sync import HostReads  # pytest puts tests/ on the path (no __init__.py there)
+
+    extra = ["components.fairness.enabled=true"] if policy == "freematch" else []
+    config = load_config("presets/lion.yaml", [*TINY, f"components.threshold.policy={policy}", *extra])
+    trainer = Trainer(config, faces)
+    trainer.train_epoch()
+    seen: list[str] = []
+    for component in (c for c in trainer.components if c.name in ("threshold", "fairness")):
+        for hook in ("weigh", "weights", "loss", "after_step"):
+            original = getattr(component, hook)
+
+            def watched(*args, _original=original, **kwargs):
+                with HostReads() as reads:
+                    out = _original(*args, **kwargs)
+                seen.extend(reads.reads)
+                return out
+
+            setattr(component, hook, watched)
+    for i in range(2):
+        trainer.step(i)
+    assert seen == [], f"a step read the device's data on the host: {sorted(set(seen))}"
