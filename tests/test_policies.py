@@ -389,3 +389,23 @@ def test_the_policy_and_fairness_read_nothing_back_during_a_step(faces, policy):
     for i in range(2):
         trainer.step(i)
     assert seen == [], f"a step read the device's data on the host: {sorted(set(seen))}"
+
+
+def test_the_shipped_study_validates_and_every_variant_builds():
+    """search_spaces/threshold_policies.yaml: 11 variants x 3 seeds, selected on validation; every variant's
+    components build (the fairness loss sits only beside the freematch policy), with the policy it names."""
+    from ablate.study import load_study, trial_config
+
+    study = load_study("search_spaces/threshold_policies.yaml")
+    assert study.search["metric"] == "best_val_acc" and study.base["data"]["val_per_class"] == 20
+    assert study.params["trainer.seed"] == {"grid": [0, 1, 2]}
+    assert set(study.params["variant"]["grid"]) == set(study.variants)
+    policies = {}
+    for variant in study.variants:
+        config = trial_config(study.base, study.variants, {"variant": variant, "trainer.seed": 0})
+        built = {c.name: c for c in build_components(config, _ctx(k=7, n_unlabeled=10))}
+        policies[variant] = config["components"]["threshold"]["policy"]
+        assert ("negative" in built) == (variant.endswith("_neg") or variant == "lion")
+        assert ("fairness" in built) == (policies[variant] == "freematch")
+        assert ("contrastive" in built) == variant.startswith("adacm")
+    assert set(policies.values()) == {"fixed", "flexmatch", "freematch", "softmatch", "adaptive"}
