@@ -3,6 +3,7 @@ fairness loss against a direct port of USB's, their checkpoints, and their runs 
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -351,6 +352,24 @@ def test_each_policy_trains_with_a_preset_and_beside_lions_negative_learning(fac
         assert {"softmatch_mu", "softmatch_sigma"} <= set(metrics)
     else:
         assert all(f"threshold_{name}" in metrics for name in faces.class_names)
+
+
+@pytest.mark.parametrize("policy", NEW_POLICIES)
+def test_a_run_resumed_from_a_checkpoint_matches_an_uninterrupted_one(faces, policy):
+    """The policy's state travels through a saved checkpoint: epoch 2 after a resume is epoch 2 of a straight run."""
+    extra = ["components.fairness.enabled=true"] if policy == "freematch" else []
+    config = load_config(
+        "presets/lion.yaml", [*TINY, "trainer.epochs=2", f"components.threshold.policy={policy}", *extra]
+    )
+    full = Trainer(config, faces).fit()
+    first = Trainer(config, faces)
+    first.train_epoch()
+    saved = io.BytesIO()
+    torch.save(first.state_dict(), saved)
+    saved.seek(0)
+    resumed = Trainer(config, faces)
+    resumed.load_state_dict(torch.load(saved, weights_only=False))
+    assert resumed.fit() == full
 
 
 def test_freematch_with_its_fairness_loss_trains(faces):
