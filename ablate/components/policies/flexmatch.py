@@ -8,7 +8,8 @@ threshold tau, or none. Then, with N the size of the unlabeled set,
     beta_c  = sigma_c / max_c sigma_c                                          (eq. 5, ``flexmatch_warmup: false``)
     T_c     = M(beta_c) * tau,  M(x) = x / (2 - x) (convex, eq. 9) or x (linear, eq. 6)
 
-and a sample learns from its pseudo-label when max p >= T_{argmax p}.
+and a sample learns from its pseudo-label when max p >= T_{argmax p}. (The equation numbers were
+not re-checked against the PDF.)
 
 It follows USB's ``FlexMatchThresholdingHook`` (microsoft/Semi-supervised-learning at 1ef4cbe,
 ``semilearn/algorithms/flexmatch/utils.py``: ``masking`` lines 38-63, ``update`` lines 24-35):

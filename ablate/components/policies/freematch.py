@@ -7,7 +7,8 @@ Algorithm 1, lines 3-5). With q_b the weak-view probabilities of the unlabeled b
     T_t(c)  = MaxNorm(p~_t)(c) * tau_t,  MaxNorm(x)_c = x_c / max_c' x_c'     (eqs. 7-8)
 
 starting from tau_0 = p~_0(c) = h~_0(c) = 1/C, and a sample learns from its pseudo-label when max q >= T(argmax q).
-So the largest class threshold always equals tau_t.
+So the largest class threshold always equals tau_t. (The equation numbers were not re-checked
+against the PDF; the order of the updates is Algorithm 1's.)
 
 It follows USB's ``FreeMatchThresholingHook`` (microsoft/Semi-supervised-learning at 1ef4cbe,
 ``semilearn/algorithms/freematch/utils.py``: initial state lines 19-21, ``update`` lines 27-39, ``masking``

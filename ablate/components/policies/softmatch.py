@@ -8,8 +8,8 @@ No hard mask: with p the (aligned, see below) weak-view probabilities of an unla
     sigma_t^2 = m * sigma_{t-1}^2 + (1 - m) * var_b max p_b           sigma_0^2 = 1   (unbiased batch variance)
 
 The paper writes the weight as lambda_max * exp(-(max p - mu_t)^2 / (2 sigma_t^2)): ``softmatch_n_sigma: 1`` is
-that formula. The default, 2, is USB's (``n_sigma`` in all 42 shipped SoftMatch configs, the code that produced
-the paper's results): the Gaussian is twice as narrow. lambda_max is not here: a policy's weight lies in [0, 1]
+that formula. The default, 2, is USB's (``n_sigma`` in all 42 shipped SoftMatch configs; USB is the authors' code
+base): the Gaussian is twice as narrow. lambda_max is not here: a policy's weight lies in [0, 1]
 (the samples below it, 1 - w, are the contrastive and negative losses' subset), so lambda_max is the
 ``pseudo_label`` component's weight (USB's ``ulb_loss_ratio``, 1.0).
 
