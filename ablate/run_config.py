@@ -68,7 +68,10 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
         name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params())
         for name in COMPONENTS.names()
     }
-    check_enabled([name for name, hp in resolved.items() if hp["enabled"]])
+    enabled = [name for name, hp in resolved.items() if hp["enabled"]]
+    check_enabled(enabled)
+    for name in enabled:
+        COMPONENTS.get(name).check_config(resolved)
     return resolved
 
 
@@ -101,7 +104,8 @@ def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
     ]
     for name in COMPONENTS.names():
         component = COMPONENTS.get(name)
-        what = f"a {component.role.value}" + (f"; reports {', '.join(component.reports)}" if component.reports else "")
+        reports = component.report_names()
+        what = f"a {component.role.value}" + (f"; reports {', '.join(reports)}" if reports else "")
         tables.append((f"components.{name}", what, component.all_params()))
     return tables
 

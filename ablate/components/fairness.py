@@ -69,14 +69,17 @@ class Fairness(Component):
         super().__init__(hp, ctx)
         self.policy: FreeMatch | None = None
 
-    def bind(self, peers):
-        policy = peers["threshold"].policy
-        if not isinstance(policy, FreeMatch):
+    @classmethod
+    def check_config(cls, components):
+        policy = components["threshold"]["policy"]
+        if policy != "freematch":
             raise ConfigError(
                 f"components.fairness needs components.threshold.policy: freematch (it reads FreeMatch's class "
-                f"estimates); got {peers['threshold'].hp['policy']!r}. Set the policy to freematch or disable fairness"
+                f"estimates); got {policy!r}. Set the policy to freematch or disable fairness"
             )
-        self.policy = policy
+
+    def bind(self, peers):
+        self.policy = peers["threshold"].policy  # a FreeMatch: check_config made sure when the config was resolved
 
     def loss(self, batch: StepBatch):
         return fairness_loss(batch.logits_s, batch.weight, self.policy.p_model, self.policy.label_hist), {}

@@ -36,6 +36,7 @@ from collections.abc import Callable
 import torch
 
 from ablate.components.policies.base import Policy, hard_mask, register_policy
+from ablate.components.policies.fixed import Fixed
 from ablate.params import Param
 
 MAPPINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -66,9 +67,10 @@ def flexmatch_thresholds(beta: torch.Tensor, tau: float, mapping: str) -> torch.
 
 @register_policy("flexmatch")
 class FlexMatch(Policy):
+    reports = ("flexmatch_unused",)
     params = {
-        # Shared with ``fixed``: the same default and meaning (the confidence a prediction must reach to count).
-        "tau": Param(0.95, "the confidence threshold of every class", low=0.0, high=1.0),
+        # Shared with ``fixed``, declared there: the same default and meaning.
+        "tau": Fixed.params["tau"],
         "flexmatch_mapping": Param(
             "convex",
             "flexmatch: M(beta) in T_c = M(beta_c) * tau: convex beta / (2 - beta) (the paper's eq. 9 and USB's) "

@@ -59,6 +59,7 @@ def batch_variance(values: torch.Tensor) -> torch.Tensor:
 
 @register_policy("softmatch")
 class SoftMatch(Policy):
+    reports = ("softmatch_mu", "softmatch_sigma")
     params = {
         "softmatch_ema": Param(
             0.999,
