@@ -74,8 +74,9 @@ def split_sections(study: Study) -> list[tuple[str, dict[str, Any]]]:
                 sampled[VARIANT] = name
             data = compose_config(study.base, study.variants, sampled)["data"]
             if all(data != seen for _, seen in sections):
-                where = ", ".join(f"{k}={v}" for k, v in sampled.items()) or "the base config"
-                sections.append((f"{study.path} ({where})", data))
+                source = data["path"] or data["name"]
+                asked = ", ".join(f"{k}={v}" for k, v in sampled.items())
+                sections.append((f"{source} ({asked})" if asked else source, data))
     return sections
 
 

@@ -19,8 +19,8 @@ BASELINE = "baseline"
 TRIAL_INDEX = "__trial_index__"  # set by a repeated search: added to the training seed
 REPEAT = "repeat"  # a baseline trial's seed index
 CONTROL_KEYS = (VARIANT, BASELINE, TRIAL_INDEX, REPEAT)
-# Setting one of these replaces the default budget (data.labels).
-BUDGET_OVERRIDES = ("data.labels_per_class", "data.label_fraction")
+# The three ways to ask for a label budget; a config gives one (ablate.data.split.BUDGET_KEYS, which imports torch).
+BUDGET_KEYS = ("data.labels", "data.labels_per_class", "data.label_fraction")
 
 
 def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,10 +35,12 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
 
 
 def set_sampled(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set one sampled dotted key; a per-class count or a fraction replaces the default budget."""
+    """Set one sampled dotted key; a budget key clears the other two, as ``ablate.data.split.set_budget`` does
+    (a null one clears nothing: it only says that this way of asking is not used)."""
+    if key in BUDGET_KEYS and value is not None:
+        for other in BUDGET_KEYS:
+            set_dotted(config, other, None)
     set_dotted(config, key, value)
-    if key in BUDGET_OVERRIDES and value is not None:
-        config["data"]["labels"] = None
 
 
 def compose_config(

@@ -19,9 +19,10 @@ The validation split holds the same number of faces per class, so its accuracy i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 CLASSIFICATION = ("acc", "mean_class_acc")  # per split: {split}_{name}
 SPLITS = ("val", "test")
@@ -37,6 +38,8 @@ TEST_SELECTED_METRICS = (*TEST_METRICS, *ORACLE)
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, class_names, prefix: str) -> dict[str, Any]:
     """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix (rows: true class)."""
+    import torch  # here, so that reading results (analysis, reports) never imports torch
+
     k = len(class_names)
     predicted = probs.argmax(dim=1)
     confusion = torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)

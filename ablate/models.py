@@ -7,19 +7,31 @@ feature L2-normalised, as Ada-CM's contrastive loss needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ablate.errors import ConfigError
+from ablate.params import Param, resolve_section
 from ablate.registry import Registry
 
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
 
 MIN_SIDE = 32
+
+# The model section of a config. The backbone's name is checked against the registry when a config is resolved.
+MODEL_PARAMS = {
+    "name": Param("small_cnn", "backbone: small_cnn (fast on CPU) or resnet18"),
+    "dropout": Param(0.0, "dropout before the classifier", low=0.0, high=1.0, open_high=True),
+    "weights": Param(
+        None, "a backbone state dict to start from (e.g. MS-Celeb-1M ResNet-18); a path every node can read", kind=str
+    ),
+}
 
 
 class Head(nn.Module):
@@ -113,7 +125,8 @@ def load_backbone_weights(model: Classifier, path: str) -> None:
     for key, value in state.items():
         if own[key].shape != value.shape:
             raise ConfigError(
-                f"model.weights {str(file)!r}: {key} has shape {tuple(value.shape)}, the backbone needs {tuple(own[key].shape)}"
+                f"model.weights {str(file)!r}: {key} has shape {tuple(value.shape)}, "
+                f"the backbone needs {tuple(own[key].shape)}"
             )
     model.backbone.load_state_dict(state, strict=True)
 
@@ -133,11 +146,20 @@ def _torchvision_to_sequential(state: dict, backbone: nn.Module) -> dict:
     return renamed
 
 
-def build_model(name: str, num_classes: int, *, dropout: float = 0.0, weights: str | None = None) -> Classifier:
-    """Build the registered model ``name``; ``weights`` optionally loads a backbone state dict."""
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
-    model = MODELS.get(name)(num_classes, dropout=dropout)
-    if weights:
-        load_backbone_weights(model, weights)
+def resolve_model_section(given: Mapping[str, Any] | None, base_dir: Path | None = None) -> dict[str, Any]:
+    """The ``model`` section with every default filled; the backbone known; ``weights`` made absolute."""
+    model = resolve_section("model", given, MODEL_PARAMS)
+    if model["name"] not in MODELS:
+        raise ConfigError(f"model.name: unknown model {model['name']!r}; allowed: {', '.join(MODELS.names())}")
+    if model["weights"] is not None:
+        weights = Path(model["weights"]).expanduser()
+        model["weights"] = str(weights if weights.is_absolute() else (base_dir or Path.cwd()) / weights)
+    return model
+
+
+def build_model(section: Mapping[str, Any], num_classes: int) -> Classifier:
+    """The model a resolved ``model`` section describes; ``weights`` optionally loads a backbone state dict."""
+    model = MODELS.get(section["name"])(num_classes, dropout=section["dropout"])
+    if section["weights"]:
+        load_backbone_weights(model, section["weights"])
     return model

@@ -8,6 +8,7 @@ base) may override any of them and nothing else. Every error names the key path,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ class Param:
     open_high: bool = False
     nullable: bool = False
     kind: type | None = None  # the type, when the default (None, say) does not tell it
-    when: tuple[str, Any] | None = None  # (sibling, value): the parameter matters only when sibling == value
+    # (sibling, value or tuple of values): the parameter matters only when the sibling has (one of) that value
+    when: tuple[str, Any] | None = None
 
     def check(self, key: str, value: Any) -> Any:
         if value is None:
@@ -60,15 +62,26 @@ class Param:
                 raise ConfigError(f"{key}: {value!r} is out of range; {self.allowed()}")
         return value
 
+    def acts(self, siblings: Mapping[str, Any]) -> bool:
+        """Whether the parameter matters, given the values of its siblings (always, without ``when``)."""
+        if self.when is None:
+            return True
+        key, value = self.when
+        return siblings.get(key) in (value if isinstance(value, tuple) else (value,))
+
+    def replace(self, **changes: Any) -> Param:
+        return dataclasses.replace(self, **changes)
+
     def allowed(self) -> str:
         if self.choices is not None:
             return "allowed: " + ", ".join(repr(c) for c in self.choices)
         kind = (self.kind or type(self.default)).__name__
+        null = " or null" if self.nullable or self.default is None else ""
         if self.low is None and self.high is None:
-            return f"allowed: a {kind}" + (" or null" if self.nullable else "")
+            return f"allowed: a {kind}{null}"
         lo = "(-inf" if self.low is None else ("(" if self.open_low else "[") + f"{self.low:g}"
         hi = "inf)" if self.high is None else f"{self.high:g}" + (")" if self.open_high else "]")
-        return f"allowed: a {kind} in {lo}, {hi}"
+        return f"allowed: a {kind} in {lo}, {hi}{null}"
 
 
 def resolve_section(path: str, given: Mapping[str, Any] | None, params: Mapping[str, Param]) -> dict[str, Any]:

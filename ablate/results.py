@@ -22,6 +22,7 @@ import polars as pl
 
 from ablate.compose import BASELINE as BASELINE_KEY
 from ablate.compose import REPEAT, TRIAL_INDEX, VARIANT, compose_config
+from ablate.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, VAL_METRICS
 from ablate.params import flatten
 from ablate.records import (
     BASELINE,
@@ -58,16 +59,9 @@ RAY_FIELDS = {
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # The columns tables show. A best-so-far or at-best-validation value is carried by every epoch, so the trial's
-# is its last epoch's; last_* are the last epoch's own metrics. (ablate.metrics names the same metrics, but it
-# imports torch, which reading results must not; tests/test_results.py checks that the names agree.)
-CLASSIFICATION = ("acc", "mean_class_acc")
-LAST = tuple(f"{split}_{name}" for split in ("val", "test") for name in CLASSIFICATION)
-CARRIED = (
-    *(f"best_val_{name}" for name in CLASSIFICATION),
-    "best_val_epoch",
-    *(f"test_{name}_at_best_val" for name in CLASSIFICATION),
-    *(f"best_test_{name}" for name in CLASSIFICATION),  # oracle: selected on test
-)
+# is its last epoch's; last_* are the last epoch's own metrics.
+LAST = (*VAL_METRICS, *TEST_METRICS)
+CARRIED = (*(f"best_{m}" for m in VAL_METRICS), "best_val_epoch", *AT_BEST_VAL, *ORACLE)
 
 
 @dataclass

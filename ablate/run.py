@@ -25,7 +25,7 @@ import polars as pl
 
 from ablate.baselines import baseline_points, reference, split_sections
 from ablate.cli import guarded
-from ablate.data import load_data
+from ablate.data import check_split, load_data
 from ablate.errors import AblateError, ConfigError
 from ablate.lock import StudyLock
 from ablate.params import flatten
@@ -179,16 +179,11 @@ def study_lock(folder: Storage, name: str) -> StudyLock:
     return StudyLock(cache / "locks" / f"{key}.lock", f"study {name!r} ({folder})")
 
 
-def check_splits(study: Study, faces) -> bool:
-    """Every split the trials can ask for, checked on the loaded data before Ray starts; False when this
-    ablate has no split check (``ablate.data.check_split``) and the trials find a bad split themselves."""
-    try:
-        from ablate.data import check_split
-    except ImportError:
-        return False
+def check_splits(study: Study, faces) -> None:
+    """Every split the trials can ask for (each budget, split seed and validation size of the base, the variants
+    and the search), checked on the loaded data before Ray starts."""
     for where, data in split_sections(study):
         check_split(faces, data, where)
-    return True
 
 
 def check_folder_state(folder: Storage, study: Study, resume: bool) -> None:

@@ -1,9 +1,10 @@
-"""The schema of one run's config (a preset, or a study's base): its sections, validated and filled with every default.
+"""The schema of one run's config (a preset, or a study's base): its sections, validated and filled with every
+default, and the listing of every parameter (``python -m ablate.train --list-params``).
 
-Sections: ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is declared next
-to the code that uses it (``DATA_PARAMS``, ``MODEL_PARAMS``, ``TRAINER_PARAMS``, ``augment.HPARAMS``, each
-component's ``params``); this module only gathers them. Paths become absolute here, before any Ray trial
-changes its working directory.
+Sections: ``plugins``, ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is
+declared once next to the code that uses it (``DATA_PARAMS`` and each data source's options, ``MODEL_PARAMS``,
+``TRAINER_PARAMS``, ``augment.HPARAMS``, each component's ``params``); this module only gathers them. Paths become
+absolute here, before any Ray trial changes its working directory.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ablate import augment
-from ablate.components import COMPONENTS
-from ablate.data import DATA_PARAMS, DATASETS, check_source_options
+from ablate.components import COMPONENTS, check_enabled
+from ablate.data import DATA_PARAMS, DATASETS, resolve_data_section, source_options
 from ablate.errors import ConfigError
-from ablate.models import MODELS
-from ablate.params import apply_overrides, load_yaml, resolve_section
-from ablate.trainer import MODEL_PARAMS, TRAINER_PARAMS
+from ablate.models import MODEL_PARAMS, resolve_model_section
+from ablate.params import Param, apply_overrides, load_yaml, resolve_section
+from ablate.plugins import load_plugins, resolve_plugins
+from ablate.trainer import TRAINER_PARAMS
 
-SECTIONS = ("data", "model", "trainer", "augment", "components")
+SECTIONS = ("plugins", "data", "model", "trainer", "augment", "components")
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
@@ -31,47 +33,16 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r}; allowed: {', '.join(SECTIONS)}")
+    plugins = resolve_plugins(raw.get("plugins"), base_dir)
+    load_plugins(plugins)  # before the components are resolved: a plugin may register one
     return {
-        "data": _resolve_data(raw.get("data"), base_dir),
-        "model": _resolve_model(raw.get("model"), base_dir),
+        "plugins": plugins,
+        "data": resolve_data_section(raw.get("data"), base_dir),
+        "model": resolve_model_section(raw.get("model"), base_dir),
         "trainer": resolve_section("trainer", raw.get("trainer"), TRAINER_PARAMS),
         "augment": _resolve_augment(raw.get("augment")),
         "components": resolve_components(raw.get("components")),
     }
-
-
-def _absolute(path: str | None, base_dir: Path | None) -> str | None:
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else (base_dir or Path.cwd()) / p)
-
-
-def _resolve_data(given: Mapping[str, Any] | None, base_dir: Path | None) -> dict[str, Any]:
-    given = dict(given or {})
-    # labels_per_class or label_fraction replace the default budget.
-    if "labels" not in given and (given.get("labels_per_class") is not None or given.get("label_fraction") is not None):
-        given["labels"] = None
-    data = resolve_section("data", given, DATA_PARAMS)
-    if data["name"] not in DATASETS:
-        raise ConfigError(f"data.name: unknown dataset {data['name']!r}; allowed: {', '.join(DATASETS.names())}")
-    if not isinstance(data["options"], Mapping):
-        raise ConfigError(f"data.options: expected a mapping of option names to values, got {data['options']!r}")
-    check_source_options(data["name"], data["options"])
-    asked = [k for k in ("labels", "labels_per_class", "label_fraction") if data[k] is not None]
-    if len(asked) != 1:
-        raise ConfigError(f"data: give exactly one of labels, labels_per_class, label_fraction; got {asked or 'none'}")
-    data["path"] = _absolute(data["path"], base_dir)
-    data["options"] = dict(data["options"])
-    return data
-
-
-def _resolve_model(given: Mapping[str, Any] | None, base_dir: Path | None) -> dict[str, Any]:
-    model = resolve_section("model", given, MODEL_PARAMS)
-    if model["name"] not in MODELS:
-        raise ConfigError(f"model.name: unknown model {model['name']!r}; allowed: {', '.join(MODELS.names())}")
-    model["weights"] = _absolute(model["weights"], base_dir)
-    return model
 
 
 def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -97,14 +68,10 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
         name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params())
         for name in COMPONENTS.names()
     }
-    for name, hp in resolved.items():
-        for need in COMPONENTS.get(name).needs:
-            if hp["enabled"] and not resolved[need]["enabled"]:
-                raise ConfigError(
-                    f"components.{name} needs components.{need} to be enabled (it marks the confident samples)"
-                )
-    if not any(hp["enabled"] and name != "ema" and name != "threshold" for name, hp in resolved.items()):
-        raise ConfigError("components: enable at least one loss (supervised, pseudo_label, contrastive or negative)")
+    enabled = [name for name, hp in resolved.items() if hp["enabled"]]
+    check_enabled(enabled)
+    for name in enabled:
+        COMPONENTS.get(name).check_config(resolved)
     return resolved
 
 
@@ -122,3 +89,39 @@ def preset_path(name_or_path: str) -> Path:
     """``lion`` -> presets/lion.yaml; a path is returned as it is."""
     candidate = PRESETS_DIR / f"{name_or_path}.yaml"
     return candidate if candidate.is_file() and not Path(name_or_path).suffix else Path(name_or_path)
+
+
+def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
+    """(section path, what it is, its parameters) for every configurable thing, in the order of a config."""
+    tables = [
+        ("data", "the data source and its labeled/unlabeled/validation split", DATA_PARAMS),
+        *(
+            (f"data.options ({name})", f"the options of the {name} source", source_options(name))
+            for name in DATASETS.names()
+        ),
+        ("model", "the backbone and its classifier head", MODEL_PARAMS),
+        ("trainer", "the loop, the optimiser and the device", TRAINER_PARAMS),
+    ]
+    for name in COMPONENTS.names():
+        component = COMPONENTS.get(name)
+        reports = component.report_names()
+        what = f"a {component.role.value}" + (f"; reports {', '.join(reports)}" if reports else "")
+        tables.append((f"components.{name}", what, component.all_params()))
+    return tables
+
+
+def param_listing() -> str:
+    """Every parameter with its default, what is allowed, when it acts, and its doc: one block per section."""
+    lines = []
+    for path, what, params in param_tables():
+        lines.append(f"{path}: {what}")
+        for key, param in params.items():
+            when = "" if param.when is None else f"  [when {param.when[0]} is {_either(param.when[1])}]"
+            lines.append(f"  {key} = {param.default!r}  ({param.allowed()}){when}")
+            lines.append(f"      {param.doc}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _either(value: Any) -> str:
+    return " or ".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -54,19 +54,26 @@ class DefineByRun:
             comp = component_of(key)
             if comp is not None and not values[f"components.{comp}.enabled"]:
                 continue
-            condition = _condition(key)
-            if condition is not None and values.get(condition[0]) != condition[1]:
+            if comp is not None and not _acts(key, values):
                 continue
             values[key] = suggest(trial, key, self.params[key])
 
 
 def _condition(key: str) -> tuple[str, Any] | None:
-    """components.threshold.fixed -> ("components.threshold.mode", "fixed"): the sibling it depends on."""
+    """components.threshold.tau -> ("components.threshold.policy", "fixed"): the sibling it depends on."""
     comp = component_of(key)
     if comp is None:
         return None
     param = COMPONENTS.get(comp).all_params()[key.split(".")[2]]
     return None if param.when is None else (f"components.{comp}.{param.when[0]}", param.when[1])
+
+
+def _acts(key: str, values: Mapping[str, Any]) -> bool:
+    """Whether a component's parameter acts, given the flat values of the trial so far."""
+    comp, name = key.split(".")[1:3]
+    prefix = f"components.{comp}."
+    siblings = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
+    return COMPONENTS.get(comp).all_params()[name].acts(siblings)
 
 
 def suggest(trial, key: str, spec: Mapping[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.compose import compose_config, merge
+from ablate.data.split import BUDGET_KEYS, SPLIT_PARAMS, set_budget
 from ablate.errors import ConfigError
 from ablate.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
 from ablate.params import (
@@ -44,13 +45,7 @@ STUDY_KEYS = (
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
 # The data keys a trial may change: all trials share one decoded data set, so the source is fixed.
-SEARCHABLE_DATA_KEYS = (
-    "data.labels",
-    "data.labels_per_class",
-    "data.label_fraction",
-    "data.split_seed",
-    "data.val_per_class",
-)
+SEARCHABLE_DATA_KEYS = tuple(f"data.{key}" for key in SPLIT_PARAMS)
 SEARCH_PARAMS = {
     "algorithm": Param("optuna", "optuna (define-by-run), grid or random", choices=("optuna", "grid", "random")),
     "sampler": Param("tpe", "optuna's sampler", choices=("tpe", "nsga2", "random")),
@@ -295,13 +290,20 @@ def _check_key(where: str, key: str, candidates: list[Any], base: dict[str, Any]
         raise ConfigError(f"{where}: only model.dropout can be searched; run one study per backbone")
     for value in candidates:
         config = copy.deepcopy(base)
-        set_dotted(config, key, value)
-        if key in ("data.labels_per_class", "data.label_fraction"):
-            config["data"]["labels"] = None
+        set_config_key(config, key, value)
         try:
             resolve_config(config)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
+
+
+def set_config_key(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key; a budget key (data.labels, data.labels_per_class, data.label_fraction) clears the other two."""
+    field = key.removeprefix("data.")
+    if key.startswith("data.") and field in BUDGET_KEYS:
+        set_budget(config["data"], field, value)
+    else:
+        set_dotted(config, key, value)
 
 
 def component_of(key: str) -> str | None:

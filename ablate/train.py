@@ -22,10 +22,18 @@ from ablate.cli import guarded
 from ablate.data import load_data
 from ablate.errors import AblateError
 from ablate.io import atomic_torch_save, atomic_write_text, write_jsonl
-from ablate.run_config import load_config, preset_path, resolve_config
+from ablate.run_config import load_config, param_listing, preset_path, resolve_config
 from ablate.trainer import Trainer
 
-SUMMARY_KEYS = ("test_acc", "test_mean_class_acc", "best_test_acc", "unlabeled_mask_rate", "unlabeled_pseudo_acc")
+PROGRESS_EVERY = 20
+SUMMARY_KEYS = (
+    "val_acc",
+    "test_acc",
+    "test_acc_at_best_val",
+    "test_mean_class_acc_at_best_val",
+    "unlabeled_mask_rate",
+    "unlabeled_pseudo_acc",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="the run folder (default runs/<config>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--list-params", action="store_true", help="print every config parameter with its default and doc, and exit"
+    )
     args = parser.parse_args(argv)
+    if args.list_params:
+        return args
     if bool(args.config) == bool(args.resume):
         parser.error("give --config FILE for a new run, or --resume DIR to continue one")
     return args
@@ -87,14 +100,16 @@ def progress_bar(trainer: Trainer, quiet: bool):
         return None, None
     from tqdm import tqdm
 
-    total = trainer.tc["epochs"] * trainer.tc["steps_per_epoch"]
-    bar = tqdm(total=total, initial=trainer.epoch * trainer.tc["steps_per_epoch"], file=sys.stderr, dynamic_ncols=True)
+    settings = trainer.settings
+    total = settings["epochs"] * settings["steps_per_epoch"]
+    bar = tqdm(total=total, initial=trainer.epoch * settings["steps_per_epoch"], file=sys.stderr, dynamic_ncols=True)
 
-    def on_step(metrics: dict[str, float]) -> None:
+    def on_step(step: int, metrics: dict[str, Any]) -> None:
         bar.update(1)
-        bar.set_postfix(
-            {k.removeprefix("loss_"): f"{v:.3f}" for k, v in metrics.items() if k.startswith("loss")}, refresh=False
-        )
+        # Reading a loss syncs with the device: the postfix is refreshed every PROGRESS_EVERY steps only.
+        if step % PROGRESS_EVERY == 0:
+            losses = {k.removeprefix("loss_"): f"{float(v):.3f}" for k, v in metrics.items() if k.startswith("loss")}
+            bar.set_postfix(losses, refresh=False)
 
     return bar, on_step
 
@@ -111,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         atomic_torch_save(out / "checkpoint.pt", trainer.state_dict())
         line = "  ".join(f"{k}={metrics[k]:.4f}" for k in SUMMARY_KEYS if k in metrics)
         print(
-            f"epoch {metrics['epoch']}/{trainer.tc['epochs']}  {line}",
+            f"epoch {metrics['epoch']}/{trainer.settings['epochs']}  {line}",
             file=sys.stderr if bar else sys.stdout,
             flush=True,
         )
@@ -127,7 +142,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return guarded(run, parse_args(argv))
+    args = parse_args(argv)
+    if args.list_params:
+        print(param_listing())
+        return 0
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

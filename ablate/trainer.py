@@ -2,32 +2,34 @@
 
 Per step: a labeled batch of B images and an unlabeled batch of mu*B, drawn by index from the uint8 images
 kept on the device; a weak view of the labeled images, two weak views and a strong view of the unlabeled ones,
-augmented there; one forward pass over the concatenated views (or four, as the reference code does); then each
-enabled component, in ``ORDER``, adds its term. Every epoch ends with the components' epoch hooks, an
-evaluation (with the EMA teacher when ``ema`` is on) and a checkpointable state.
+augmented there; the forward passes (one over the concatenated views, or one per view; a view that no component
+learns through runs without gradients); then the components by role: the policy weighs the unlabeled samples,
+each loss adds its weighted term, and after the optimiser step every component's ``after_step`` runs (the
+teacher's update among them). The trainer asks the components what they are; it never names one. Every epoch
+ends with the components' epoch hooks, an evaluation (of the teacher, when there is one) and a checkpointable
+state. Step metrics stay on the device until the epoch ends.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from ablate.augment import Augmenter
-from ablate.components import COMPONENTS, ORDER, Context, StepBatch
-from ablate.components.negative import negative_correctness
-from ablate.components.threshold import threshold_mask
+from ablate.components import Component, Context, EpochView, Role, StepBatch, build_components
 from ablate.data import FaceSet
-from ablate.data.split import make_split
-from ablate.metrics import classification_metrics, selection_metrics
+from ablate.data.split import split_faces
+from ablate.evaluation import Evaluator, Subsets
+from ablate.metrics import selection_metrics
 from ablate.models import build_model
 from ablate.params import Param
+from ablate.runtime import Runtime, seed_everything
+from ablate.step_metrics import EpochMeter
 
 TRAINER_PARAMS = {
     "seed": Param(0, "the training seed: model init, batches, augmentation (the split has its own)"),
@@ -72,30 +74,6 @@ TRAINER_PARAMS = {
     ),
 }
 
-MODEL_PARAMS = {
-    "name": Param("small_cnn", "backbone: small_cnn (fast on CPU) or resnet18"),
-    "dropout": Param(0.0, "dropout before the classifier", low=0.0, high=1.0, open_high=True),
-    "weights": Param(None, "a backbone state dict to start from (e.g. MS-Celeb-1M ResNet-18)", kind=str),
-}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from ablate.errors import ConfigError
-
-        raise ConfigError(
-            "trainer.device: 'cuda' was asked for but this machine has no CUDA GPU; allowed here: 'auto', 'cpu'"
-        )
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
 
 class Diverged(RuntimeError):
     """The loss of a step was not finite (or above ``trainer.max_loss``): the run is not a result."""
@@ -125,147 +103,146 @@ class Trainer:
     """Trains one config on one FaceSet; ``fit`` runs the remaining epochs and reports each one."""
 
     def __init__(self, config: dict[str, Any], faces: FaceSet):
-        self.config = config
-        tc = self.tc = config["trainer"]
-        self.device = pick_device(tc["device"])
-        cuda = self.device.type == "cuda"
-        self.autocast = tc["precision"] == "bf16" or (tc["precision"] == "auto" and cuda)
-        self.channels_last = tc["channels_last"] is True or (tc["channels_last"] == "auto" and cuda)
-        self.concat = tc["forward"] == "concat" or (tc["forward"] == "auto" and cuda)
+        self.config = copy.deepcopy(config)
+        settings = self.settings = self.config["trainer"]
+        self.runtime = Runtime.from_trainer_section(settings)
+        self.device = self.runtime.device
+        self.config["trainer"]["device"] = self.device.type  # what ran, for the results tables
         self.class_names = faces.class_names
-        seed_everything(tc["seed"])
+        seed_everything(settings["seed"])
 
-        data = config["data"]
-        train = faces.indices("train")
-        split = make_split(
-            faces.labels[train],
-            faces.class_names,
-            labels=data["labels"],
-            labels_per_class=data["labels_per_class"],
-            label_fraction=data["label_fraction"],
-            split_seed=data["split_seed"],
-            val_per_class=data["val_per_class"],
-        )
+        subsets = self._subsets(faces)
         # The whole data set moves to the device once; batches are drawn by index there.
         self.images = faces.images.to(self.device)
         self.labels = faces.labels.to(self.device)
         self.soft = None if faces.soft_labels is None else faces.soft_labels.to(self.device)
-        self.labeled = train[split.labeled].to(self.device)
-        self.unlabeled = train[split.unlabeled].to(self.device)
-        self.validation = train[split.validation].to(self.device)
-        self.test = faces.indices("test").to(self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(tc["seed"])
-        eval_generator = torch.Generator().manual_seed(tc["seed"] + 1)
-        n_eval = len(self.unlabeled) if tc["eval_unlabeled"] is None else min(tc["eval_unlabeled"], len(self.unlabeled))
-        self.unlabeled_probe = (
-            torch.randperm(len(self.unlabeled), generator=eval_generator)[:n_eval].sort().values.to(self.device)
-        )
+        self.subsets = subsets
+        self.generator = torch.Generator(device=self.device).manual_seed(settings["seed"])
+        self.augmenter = Augmenter(faces.images.shape[-1], **self.config["augment"])
+        self.model = self.runtime.prepare_model(build_model(self.config["model"], faces.num_classes))
+        self.evaluator = Evaluator(
+            self.images, self.labels, self.soft, subsets, self.class_names, self.augmenter, self.runtime,
+            settings["eval_batch_size"],
+        )  # fmt: skip
 
-        self.augmenter = Augmenter(faces.images.shape[-1], **config["augment"])
-        mc = config["model"]
-        self.model = build_model(mc["name"], faces.num_classes, dropout=mc["dropout"], weights=mc["weights"]).to(
-            self.device
+        ctx = Context(
+            faces.num_classes, len(subsets.unlabeled), settings["steps_per_epoch"], settings["epochs"], self.device
         )
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-        ctx = Context(faces.num_classes, len(self.unlabeled), tc["steps_per_epoch"], tc["epochs"], self.device)
-        enabled = config["components"]
-        self.components = {name: COMPONENTS.get(name)(enabled[name], ctx) for name in ORDER if enabled[name]["enabled"]}
-        if "ema" in self.components:
-            self.components["ema"].attach(self.model)
-        self.uses_unlabeled = any(
-            name in self.components for name in ("threshold", "pseudo_label", "contrastive", "negative")
-        )
+        self.components = build_components(self.config, ctx)
+        for component in self.components:
+            component.attach(self.model)
+        self.policy = self._one(Role.POLICY)
+        self.teacher = self._one(Role.TEACHER)
+        self.losses = [c for c in self.components if c.role is Role.LOSS]
+        self.uses_unlabeled = any(c.uses_unlabeled for c in self.components)
+        self.grad_views = frozenset().union(*(c.grad_views for c in self.losses))
 
         self.optimizer = self._make_optimizer()
-        total = tc["epochs"] * tc["steps_per_epoch"]
+        total = settings["epochs"] * settings["steps_per_epoch"]
         self.scheduler = (
-            torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-            if tc["schedule"] == "cosine"
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total)
+            if settings["schedule"] == "cosine"
             else None
         )
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.meter = EpochMeter()
         # The first step (1-based) whose loss diverged, and that loss; kept on the device, read once per epoch.
         self.diverged_step = torch.zeros((), dtype=torch.long, device=self.device)
         self.diverged_loss = torch.zeros((), device=self.device)
 
     # ---- set-up -------------------------------------------------------------------------------------
 
+    def _subsets(self, faces: FaceSet) -> Subsets:
+        split = split_faces(faces, self.config["data"])
+        probe_size = (
+            len(split.unlabeled) if self.settings["eval_unlabeled"] is None else self.settings["eval_unlabeled"]
+        )
+        probe_generator = torch.Generator().manual_seed(self.settings["seed"] + 1)
+        probe = torch.randperm(len(split.unlabeled), generator=probe_generator)[:probe_size].sort().values
+        parts = (split.labeled, split.unlabeled, split.validation, faces.indices("test"), probe)
+        return Subsets(*(part.to(self.device) for part in parts))
+
+    def _one(self, role: Role) -> Component | None:
+        return next((c for c in self.components if c.role is role), None)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        tc = self.tc
+        s = self.settings
         params = self.model.parameters()
-        if tc["optimizer"] == "adam":
-            return torch.optim.Adam(params, lr=tc["lr"], weight_decay=tc["weight_decay"])
+        # fused: one kernel per step, and no per-parameter host read of the step count
+        if s["optimizer"] == "adam":
+            return torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"], fused=True)
         return torch.optim.SGD(
-            params, lr=tc["lr"], momentum=tc["momentum"], nesterov=tc["nesterov"], weight_decay=tc["weight_decay"]
+            params,
+            lr=s["lr"],
+            momentum=s["momentum"],
+            nesterov=s["nesterov"],
+            weight_decay=s["weight_decay"],
+            fused=True,
         )
 
     @property
-    def teacher(self) -> torch.nn.Module:
-        """The model evaluated: the EMA teacher when ``ema`` is on, else the student."""
-        return self.components["ema"].teacher if "ema" in self.components else self.model
+    def evaluated_model(self) -> torch.nn.Module:
+        """The model evaluated: the teacher's when there is one, else the student."""
+        return self.teacher.evaluation_model() if self.teacher is not None else self.model
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def _forward(self, model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits, feature = model(self._prepare(x))
-        return logits.float(), feature.float()
+    @property
+    def pseudo_label_source(self) -> torch.nn.Module:
+        """The model whose weak-view predictions give the pseudo-labels."""
+        source = self.teacher.pseudo_label_model() if self.teacher is not None else None
+        return self.model if source is None else source
 
     # ---- one step -----------------------------------------------------------------------------------
 
     def _draw(self, pool: torch.Tensor, n: int) -> torch.Tensor:
         return pool[torch.randint(len(pool), (n,), device=self.device, generator=self.generator)]
 
+    def _forward_view(self, x: torch.Tensor, view: str) -> tuple[torch.Tensor, torch.Tensor]:
+        grad = torch.enable_grad() if view in self.grad_views else torch.no_grad()
+        with grad:
+            return self.runtime.forward(self.model, x)
+
     def _views(self, x_l: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, s: torch.Tensor) -> Views:
-        if self.concat:
-            logits, feats = self._forward(self.model, torch.cat([x_l, w1, w2, s]))
+        if self.runtime.concat and len(w1):
+            logits, feats = self.runtime.forward(self.model, torch.cat([x_l, w1, w2, s]))
             sizes = [len(x_l), len(w1), len(w2), len(s)]
             ll, lw1, lw2, ls = logits.split(sizes)
             _, fw1, fw2, _ = feats.split(sizes)
             return Views(ll, lw1, lw2, ls, fw1, fw2)
+        ll, fl = self._forward_view(x_l, "labeled")
         if not len(w1):
-            ll, fl = self._forward(self.model, x_l)
-            empty_logits, empty_feats = ll[:0], fl[:0]
-            return Views(ll, empty_logits, empty_logits, empty_logits, empty_feats, empty_feats)
-        ll, _ = self._forward(self.model, x_l)
-        lw1, fw1 = self._forward(self.model, w1)
-        lw2, fw2 = self._forward(self.model, w2)
-        ls, _ = self._forward(self.model, s)
+            return Views(ll, ll[:0], ll[:0], ll[:0], fl[:0], fl[:0])
+        lw1, fw1 = self._forward_view(w1, "weak")
+        lw2, fw2 = self._forward_view(w2, "weak")
+        ls, _ = self._forward_view(s, "strong")
         return Views(ll, lw1, lw2, ls, fw1, fw2)
 
     def _weak_probs(self, views: Views, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
         """The mean of the two weak views' softmax, from the teacher when it gives the pseudo-labels."""
-        ema = self.components.get("ema")
-        if ema is not None and ema.hp["teacher_pseudo_labels"]:
+        if self.pseudo_label_source is not self.model:
             with torch.no_grad():
-                t1, _ = self._forward(ema.teacher, w1)
-                t2, _ = self._forward(ema.teacher, w2)
+                t1, _ = self.runtime.forward(self.pseudo_label_source, w1)
+                t2, _ = self.runtime.forward(self.pseudo_label_source, w2)
             return (torch.softmax(t1, 1) + torch.softmax(t2, 1)) / 2
         return ((torch.softmax(views.logits_w1, 1) + torch.softmax(views.logits_w2, 1)) / 2).detach()
 
-    def step(self, step_in_epoch: int) -> dict[str, float]:
-        tc = self.tc
+    def step(self, step_in_epoch: int) -> dict[str, Any]:
+        """One optimiser step; returns its metrics as device tensors (read them once per epoch, not per step)."""
+        s = self.settings
         self.model.train()
-        idx_l = self._draw(self.labeled, tc["batch_size"])
-        # Supervised-only configs draw no unlabeled batch: nothing would read it.
-        n_u = tc["batch_size"] * tc["mu"] if self.uses_unlabeled else 0
-        pos_u = torch.randint(len(self.unlabeled), (n_u,), device=self.device, generator=self.generator)
-        idx_u = self.unlabeled[pos_u]
         g = self.generator
+        idx_l = self._draw(self.subsets.labeled, s["batch_size"])
+        # A config that uses no unlabeled data draws no unlabeled batch: nothing would read it.
+        n_u = s["batch_size"] * s["mu"] if self.uses_unlabeled else 0
+        pos_u = torch.randint(len(self.subsets.unlabeled), (n_u,), device=self.device, generator=g)
+        idx_u = self.subsets.unlabeled[pos_u]
         x_l = self.augmenter.weak(self.images[idx_l], generator=g)
         raw_u = self.images[idx_u]
-        w1, w2, s = (
-            self.augmenter.weak(raw_u, generator=g),
-            self.augmenter.weak(raw_u, generator=g),
-            self.augmenter.strong(raw_u, generator=g),
-        )
+        w1, w2 = self.augmenter.weak(raw_u, generator=g), self.augmenter.weak(raw_u, generator=g)
+        strong = self.augmenter.strong(raw_u, generator=g)
 
-        views = self._views(x_l, w1, w2, s)
-        done = self.epoch * tc["steps_per_epoch"] + step_in_epoch
+        views = self._views(x_l, w1, w2, strong)
+        done = self.epoch * s["steps_per_epoch"] + step_in_epoch
         batch = StepBatch(
             logits_l=views.logits_l,
             labels=self.labels[idx_l],
@@ -276,34 +253,35 @@ class Trainer:
             feat_w2=views.feat_w2,
             u_index=pos_u,
             probs_u=self._weak_probs(views, w1, w2),
-            progress=done / (tc["epochs"] * tc["steps_per_epoch"]),
-            epoch=done / tc["steps_per_epoch"],
+            progress=done / (s["epochs"] * s["steps_per_epoch"]),
+            epoch=done / s["steps_per_epoch"],
             u_true=self.labels[idx_u],
             u_soft=None if self.soft is None else self.soft[idx_u],
         )
-        for component in self.components.values():
-            component.prepare(batch)
+        metrics: dict[str, Any] = {}
+        if self.policy is not None:
+            batch.weight, found = self.policy.weigh(batch)
+            metrics.update(found)
         total = views.logits_l.new_zeros(())
-        metrics: dict[str, float] = {}
-        for name, component in self.components.items():
-            loss, extra = component.loss(batch)
-            metrics.update(extra)
-            if loss is not None:
-                metrics[f"loss_{name}"] = loss.item()
-                total = total + component.hp["weight"] * loss
+        for component in self.losses:
+            loss, found = component.loss(batch)
+            metrics.update(found)
+            metrics[f"loss_{component.name}"] = loss.detach()
+            total = total + component.hp["weight"] * loss
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        for component in self.components.values():
+        for component in self.components:
             component.after_step(batch, self.model)
-        metrics["loss"] = total.item()
-        self._watch_divergence(total.detach(), done + 1)
+        metrics["loss"] = total.detach()
+        self._watch_divergence(metrics["loss"], done + 1)
+        self.meter.add(metrics)
         return metrics
 
     def _watch_divergence(self, loss: torch.Tensor, step: int) -> None:
-        bound = self.tc["max_loss"]
+        bound = self.settings["max_loss"]
         bad = ~torch.isfinite(loss) if bound is None else ~(loss <= bound)  # NaN fails every comparison
         first = bad & (self.diverged_step == 0)
         self.diverged_step = torch.where(first, step, self.diverged_step)
@@ -312,28 +290,24 @@ class Trainer:
     def _raise_if_diverged(self) -> None:
         step = int(self.diverged_step)
         if step:
-            raise Diverged(
-                step, math.ceil(step / self.tc["steps_per_epoch"]), float(self.diverged_loss), self.tc["max_loss"]
-            )
+            epoch = math.ceil(step / self.settings["steps_per_epoch"])
+            raise Diverged(step, epoch, float(self.diverged_loss), self.settings["max_loss"])
 
     # ---- epochs -------------------------------------------------------------------------------------
 
-    def train_epoch(self, on_step: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for i in range(self.tc["steps_per_epoch"]):
+    def train_epoch(self, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        self.meter = EpochMeter()
+        for i in range(self.settings["steps_per_epoch"]):
             step_metrics = self.step(i)
-            for key, value in step_metrics.items():
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
             if on_step is not None:
-                on_step(step_metrics)
+                on_step(i, step_metrics)
         self._raise_if_diverged()
         self.epoch += 1
-        metrics: dict[str, Any] = {"epoch": self.epoch, "step": self.epoch * self.tc["steps_per_epoch"]}
-        metrics.update({f"train_{k}" if not k.startswith("train_") else k: sums[k] / counts[k] for k in sums})
-        for component in self.components.values():
-            for key, value in component.end_epoch(self.epoch).items():
+        metrics: dict[str, Any] = {"epoch": self.epoch, "step": self.epoch * self.settings["steps_per_epoch"]}
+        metrics.update({k if k.startswith("train_") else f"train_{k}": v for k, v in self.meter.values().items()})
+        view = EpochView(self._predict_for_components)
+        for component in self.components:
+            for key, value in component.end_epoch(self.epoch, view).items():
                 metrics[self._class_key(key)] = value
         metrics.update(self.evaluate())
         # Best so far (ASHA and Optuna judge an early-stopped trial by it) and the test metrics at the best
@@ -342,13 +316,20 @@ class Trainer:
         self.history.append(metrics)
         return metrics
 
+    def _predict_for_components(self, model: str, subset: str, augment: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if subset != "labeled":
+            raise ValueError(f"subset {subset!r}: components may ask for 'labeled'")
+        chosen = {"teacher": self.evaluated_model, "student": self.model}[model]
+        index = self.subsets.labeled
+        return self.evaluator.predict(chosen, index, augment, generator=self.generator), self.labels[index]
+
     def _class_key(self, key: str) -> str:
         """threshold_3 -> threshold_happiness: class names read better in the results tables."""
         prefix, _, index = key.rpartition("_")
         return f"{prefix}_{self.class_names[int(index)]}" if index.isdigit() else key
 
-    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None, on_step=None) -> list[dict[str, Any]]:
-        while self.epoch < self.tc["epochs"]:
+    def fit(self, on_epoch=None, on_step=None) -> list[dict[str, Any]]:
+        while self.epoch < self.settings["epochs"]:
             metrics = self.train_epoch(on_step)
             if on_epoch is not None:
                 on_epoch(metrics)
@@ -356,55 +337,13 @@ class Trainer:
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def predict(self, model: torch.nn.Module, index: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities of the un-augmented images at ``index``."""
-        model.eval()
-        out = []
-        for chunk in index.split(self.tc["eval_batch_size"]):
-            logits, _ = self._forward(model, self.augmenter.normalize(self.images[chunk]))
-            out.append(torch.softmax(logits, dim=1))
-        return torch.cat(out) if out else torch.zeros(0, len(self.class_names), device=self.device)
-
     def evaluate(self) -> dict[str, Any]:
-        metrics = classification_metrics(
-            self.predict(self.teacher, self.test), self.labels[self.test], self.class_names, "test"
-        )
-        if len(self.validation):
+        metrics = self.evaluator.classification(self.evaluated_model)
+        if self.policy is not None:
+            progress = self.epoch / self.settings["epochs"]
+            others = [c for c in self.components if c is not self.policy]
             metrics.update(
-                classification_metrics(
-                    self.predict(self.teacher, self.validation), self.labels[self.validation], self.class_names, "val"
-                )
-            )
-        metrics.update(self._unlabeled_metrics())
-        return metrics
-
-    def _unlabeled_metrics(self) -> dict[str, float]:
-        """Mask rate, pseudo-label accuracy and the negative component's correctness on the unlabeled set."""
-        threshold = self.components.get("threshold")
-        if threshold is None or not len(self.unlabeled_probe):
-            return {}
-        ema = self.components.get("ema")
-        source = ema.teacher if ema is not None and ema.hp["teacher_pseudo_labels"] else self.model
-        index = self.unlabeled[self.unlabeled_probe]
-        probs = self.predict(source, index)
-        true = self.labels[index]
-        mask = threshold_mask(probs, threshold.thresholds)
-        metrics = {"unlabeled_mask_rate": mask.mean().item()}
-        if mask.sum() > 0:
-            metrics["unlabeled_pseudo_acc"] = (
-                (probs.argmax(1) == true).float() * mask
-            ).sum().item() / mask.sum().item()
-        negative = self.components.get("negative")
-        below = mask < 0.5
-        if negative is not None and below.any():
-            candidates, complementary, _ = negative.label_sets(probs[below], self.epoch / self.tc["epochs"], self.epoch)
-            soft = None if self.soft is None else self.soft[index][below]
-            metrics.update(
-                {
-                    f"unlabeled_{k}": v
-                    for k, v in negative_correctness(candidates, complementary, true[below], soft).items()
-                }
+                self.evaluator.unlabeled(self.pseudo_label_source, self.policy, others, progress, self.epoch)
             )
         return metrics
 
@@ -416,7 +355,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "components": {name: c.state_dict() for name, c in self.components.items()},
+            "components": {c.name: c.state_dict() for c in self.components},
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
@@ -429,8 +368,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        for name, component in self.components.items():
-            component.load_state_dict(state["components"][name])
+        for component in self.components:
+            component.load_state_dict(state["components"][component.name])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None:

@@ -8,16 +8,26 @@ with app.setup:
     #   python analysis/ablation.py -- results/ablation --out results/ablation/report/ablation
     #   marimo edit analysis/ablation.py -- results/ablation
     # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    # --which val|last|oracle picks the test numbers shown (default: at each trial's best-validation epoch).
     import marimo as mo
 
-    from analysis import sections
+    from analysis import notebook, sections
+    from analysis.section import heading
 
 
 @app.cell
 def _():
-    args, res, problem = sections.notebook_setup("ablation", script=mo.app_meta().mode == "script")
+    args, res, problem = notebook.notebook_setup("ablation", script=mo.app_meta().mode == "script")
     mo.stop(res is None, mo.md(f"**{problem}**"))
     return args, res
+
+
+@app.cell
+def _(args, res):
+    # The summary first: the best config against chance, the majority class and the baselines.
+    overview = sections.summary(res, which=args.which)
+    mo.vstack([mo.md(overview.heading(2)), *[mo.vstack([mo.md(heading(t, 3)), t.shown]) for t in overview.tables]])
+    return
 
 
 @app.cell
@@ -30,7 +40,7 @@ def _(args, res):
 @app.cell
 def _(section):
     ladder = section.table("ladder")
-    mo.vstack([mo.md(sections.heading(ladder, 2)), ladder.display])
+    mo.vstack([mo.md(heading(ladder, 2)), ladder.display])
     return
 
 
@@ -48,7 +58,7 @@ def _(section):
 
 @app.cell
 def _(args, section):
-    mo.md(sections.export_note(section, args.out))
+    mo.md(notebook.export_note(section, args.out))
     return
 
 

@@ -4,26 +4,29 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="Training dynamics")
 
 with app.setup:
-    # What happened during training: per-class thresholds, mask rate and pseudo-label accuracy, the negative
-    # component's correctness over epochs, and the best trial's per-class accuracy and confusion matrix.
+    # What happened during training: accuracy over epochs, per-class thresholds, mask rate and pseudo-label
+    # accuracy, the negative component's correctness over epochs, and the best trial's per-class accuracy and
+    # confusion matrix.
     #   python analysis/dynamics.py -- results/ablation --out results/ablation/report/dynamics
     #   marimo edit analysis/dynamics.py -- results/ablation
     # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    # --which val|last|oracle picks the test numbers shown (default: at each trial's best-validation epoch).
     import marimo as mo
 
-    from analysis import sections
+    from analysis import notebook, sections
+    from analysis.section import heading
 
 
 @app.cell
 def _():
-    args, res, problem = sections.notebook_setup("dynamics", script=mo.app_meta().mode == "script")
+    args, res, problem = notebook.notebook_setup("dynamics", script=mo.app_meta().mode == "script")
     mo.stop(res is None, mo.md(f"**{problem}**"))
     return args, res
 
 
 @app.cell
-def _(res):
-    section = sections.dynamics(res)
+def _(args, res):
+    section = sections.dynamics(res, which=args.which)
     mo.md(section.heading(1))
     return (section,)
 
@@ -31,7 +34,7 @@ def _(res):
 @app.cell
 def _(section):
     thresholds = section.table("thresholds")
-    mo.vstack([mo.md(sections.heading(thresholds, 2)), section.figure("thresholds").figure, thresholds.data])
+    mo.vstack([mo.md(heading(thresholds, 2)), section.figure("thresholds").figure, thresholds.data])
     return
 
 
@@ -39,6 +42,8 @@ def _(section):
 def _(section):
     mo.vstack(
         [
+            mo.md(f"## {section.table('accuracy').title}"),
+            section.figure("accuracy").figure,
             mo.md(f"## {section.table('unlabeled').title}"),
             section.figure("unlabeled").figure,
             mo.md(f"## {section.table('negative').title}"),
@@ -52,7 +57,7 @@ def _(section):
 def _(section):
     mo.vstack(
         [
-            mo.md(sections.heading(section.table("per_class"), 2)),
+            mo.md(heading(section.table("per_class"), 2)),
             mo.hstack([section.figure("per_class").figure, section.figure("confusion").figure]),
         ]
     )
@@ -61,7 +66,7 @@ def _(section):
 
 @app.cell
 def _(args, section):
-    mo.md(sections.export_note(section, args.out))
+    mo.md(notebook.export_note(section, args.out))
     return
 
 

@@ -1,13 +1,16 @@
-"""Matplotlib figures (Agg backend: no display needed) drawn from the tables of ``analysis.tables``.
+"""Matplotlib figures (Agg backend: no display needed) drawn from the analyses' tables.
 
 Every function takes a table and returns a ``matplotlib.figure.Figure``; none reads files or computes
-statistics. Accuracies are drawn in %, thresholds as confidences in [0, 1], class names capitalised.
+statistics. Accuracies are drawn in %, thresholds as confidences in [0, 1], class names capitalised. What a
+number is compared with (chance, the majority class, the supervised-only baseline) is drawn as labelled
+horizontal ``Line``s.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -18,9 +21,61 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.tables import pretty_class
+from analysis.study_layout import format_budget, pretty_class
 
-STATUS_COLORS = {"complete": "#2a9d8f", "stopped": "#e9c46a", "error": "#e76f51"}
+STATUS_COLORS = {"complete": "#2a9d8f", "stopped": "#e9c46a", "diverged": "#6d597a", "error": "#e76f51"}
+# The reference lines: what a number is compared with.
+LINE_STYLES = {
+    "chance": {"color": "dimgray", "linestyle": ":", "linewidth": 1.4},
+    "majority": {"color": "black", "linestyle": "--", "linewidth": 1.2},
+    "baseline": {"color": "#9d0208", "linestyle": "-.", "linewidth": 1.6},
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    """A labelled horizontal line at ``value`` (in the axis' unit), drawn in the style of its ``kind``; with
+    ``span`` = (x0, x1), only over that x range (a baseline's mean at one label budget)."""
+
+    value: float
+    label: str
+    kind: str  # chance / majority / baseline
+    span: tuple[float, float] | None = None
+
+
+def floor_lines(reference, metric: str) -> list[Line]:
+    """The chance and majority-class lines of a test metric ("acc" or "mca"), from a ``baselines.Reference``;
+    one line when they coincide (always answering one class scores chance in mean class accuracy)."""
+    if reference is None:
+        return []
+    chance = Line(reference.chance_pct, f"chance (1/{reference.classes}): {reference.chance_pct:.1f}%", "chance")
+    majority_value = reference.majority_acc_pct if metric == "acc" else reference.majority_mca_pct
+    who = pretty_class(reference.majority_class)
+    if abs(majority_value - reference.chance_pct) < 1e-9:
+        return [chance]  # the same line (and legend entry) as in an accuracy panel beside it
+    return [chance, Line(majority_value, f"majority class (always {who}): {majority_value:.1f}%", "majority")]
+
+
+def draw_lines(ax, lines: Sequence[Line]) -> float:
+    """Draw ``lines`` on ``ax`` (labelled for the legend); return the highest value drawn (0 when none)."""
+    for line in lines:
+        style = LINE_STYLES[line.kind]
+        if line.span is None:
+            ax.axhline(line.value, zorder=3, label=line.label, **style)
+        else:
+            ax.hlines(line.value, *line.span, zorder=3, label=line.label, **style)
+    return max((line.value for line in lines), default=0.0)
+
+
+def _legend_entries(axes) -> tuple[list, list]:
+    """The handles and labels of every axis, each label once, in order of appearance."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    return handles, labels
 
 
 def _colors(n: int) -> list:
@@ -50,23 +105,25 @@ def ladder_figure(
     ladder: pl.DataFrame,
     rungs: Sequence[str],
     budget_label: str = "Labels",
-    which: str = "best",
+    what: str = "test at the best-validation epoch",
     title: str = "",
-    baselines: dict | None = None,
+    reference=None,
+    baseline: str | None = None,
 ) -> Figure:
     """Grouped bars: for each budget, one bar per rung (in ladder order), mean ± std over seeds; accuracy on
-    the left, mean class accuracy on the right. The number on a bar is its mean. With ``baselines``
-    (``tables.chance_levels``), dashed lines mark what a model that learnt nothing scores."""
+    the left, mean class accuracy on the right. The number on a bar is its mean. Horizontal lines: chance and
+    the majority class (``reference``, a ``baselines.Reference``) across the panel, and the ``baseline`` rung's
+    mean (e.g. supervised-only) over its own budget's bars."""
     if not ladder.height:
         return empty_figure("no complete ablation trials to draw", title)
     rungs = [r for r in rungs if r in set(ladder["rung"].to_list())]
     budgets = ladder["budget"].unique(maintain_order=True).to_list()
-    panels = [("acc", f"Test accuracy (%), {which} epoch"), ("mca", f"Test mean class accuracy (%), {which} epoch")]
+    panels = [("acc", "Test accuracy (%)"), ("mca", "Test mean class accuracy (%)")]
     panels = [p for p in panels if ladder[f"{p[0]}_mean"].null_count() < ladder.height]
     fig, axes = plt.subplots(
         1,
         len(panels),
-        figsize=(max(6.5, 1.2 + 0.55 * len(rungs) * len(budgets)) * len(panels) / 1.4, 4.6),
+        figsize=(max(6.5, 1.2 + 0.55 * len(rungs) * len(budgets)) * len(panels) / 1.4, 4.8),
         squeeze=False,
     )
     width = 0.8 / max(1, len(rungs))
@@ -78,7 +135,7 @@ def ladder_figure(
             xs, means, stds = [], [], []
             for i, budget in enumerate(budgets):
                 hit = rows.filter(pl.col("budget").is_null() if budget is None else pl.col("budget") == budget)
-                if hit.height:
+                if hit.height and hit[f"{key}_mean"][0] is not None:
                     r = hit.row(0, named=True)
                     xs.append(i - 0.4 + width * (j + 0.5))
                     means.append(r[f"{key}_mean"])
@@ -94,38 +151,28 @@ def ladder_figure(
                 error_kw={"elinewidth": 1},
             )
             for bar, mean, std in zip(bars, means, stds):
-                ax.text(
-                    bar.get_x() + bar.get_width() / 2,
-                    mean + std + 0.6,
-                    f"{mean:.1f}",
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                )
+                x = bar.get_x() + bar.get_width() / 2
+                ax.text(x, mean + std + 0.6, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
                 top = max(top, mean + std)
-        floor = (baselines or {}).get("majority_pct" if key == "acc" else "chance_mca_pct")
-        if floor is not None:
-            what = (
-                f"always the majority class\n({pretty_class(baselines['majority_class'])}): {floor:.1f}% accuracy"
-                if key == "acc"
-                else f"any constant prediction:\n{floor:.1f}% mean class acc."
-            )
-            ax.axhline(
-                floor,
-                color="black" if key == "acc" else "dimgray",
-                linestyle="--" if key == "acc" else ":",
-                linewidth=1.2,
-                zorder=3,
-                label=what,
-            )
-            top = max(top, floor)
+        lines = floor_lines(reference, key)
+        if baseline is not None:
+            for i, budget in enumerate(budgets):
+                hit = ladder.filter(
+                    (pl.col("rung") == baseline)
+                    & (pl.col("budget").is_null() if budget is None else pl.col("budget") == budget)
+                )
+                if hit.height and hit[f"{key}_mean"][0] is not None:
+                    lines.append(
+                        Line(
+                            hit[f"{key}_mean"][0],
+                            f"{baseline} baseline: mean at each budget",
+                            "baseline",
+                            (i - 0.45, i + 0.45),
+                        )
+                    )
+        top = max(top, draw_lines(ax, lines))
         ax.set_xticks(range(len(budgets)))
-        ax.set_xticklabels(
-            [
-                "all" if b is None else (str(int(b)) if isinstance(b, float) and b.is_integer() else str(b))
-                for b in budgets
-            ]
-        )
+        ax.set_xticklabels([format_budget(b) for b in budgets])
         ax.set_xlabel(budget_label)
         ax.set_ylabel(label)
         ax.set_ylim(0, min(100.0, top * 1.15 + 3))
@@ -133,20 +180,15 @@ def ladder_figure(
         ax.set_axisbelow(True)
     n = ladder["n"].to_list()
     seeds = f"{min(n)}" if min(n) == max(n) else f"{min(n)}–{max(n)}"
-    fig.suptitle(title or f"Ablation ladder: mean ± std over {seeds} seed(s) per bar")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+    fig.suptitle(title or f"Ablation ladder: {what}, mean ± std over {seeds} seed(s) per bar")
+    handles, labels = _legend_entries(axes[0])
     order = sorted(
         range(len(labels)), key=lambda i: (labels[i] not in rungs, rungs.index(labels[i]) if labels[i] in rungs else i)
     )
     fig.legend(
         [handles[i] for i in order],
         [labels[i] for i in order],
-        title="Rung (in ladder order)",
+        title="Rung (in ladder order) and references",
         loc="center left",
         bbox_to_anchor=(1.0, 0.5),
         frameon=False,
@@ -160,12 +202,16 @@ def ladder_figure(
 
 
 def param_scatter_figure(
-    points: dict[str, pl.DataFrame], specs: dict[str, dict], metric_label: str, title: str = ""
+    points: dict[str, pl.DataFrame],
+    specs: dict[str, dict],
+    metric_label: str,
+    title: str = "",
+    lines: Sequence[Line] = (),
 ) -> Figure:
-    """One panel per searched parameter: its value (x) against the metric in % (y), one dot per trial, coloured
-    by status (ASHA-stopped trials are judged on their best-so-far value). Categorical values are spread out a
-    little so that equal values do not hide each other, in the order the study lists them; log-uniform parameters
-    use a log x axis. ``specs``: study.json's params ({key: {distribution: values}})."""
+    """One panel per searched parameter: its value (x) against ``metric_pct`` (y), one dot per trial, coloured
+    by status. Categorical values are spread out a little so that equal values do not hide each other, in the
+    order the study lists them; log-uniform parameters use a log x axis. ``specs``: study.json's params
+    ({key: {distribution: values}}); ``lines``: the references drawn across every panel."""
     keys = [k for k, p in points.items() if p.height]
     if not keys:
         return empty_figure("no trial has both a searched value and the metric", title)
@@ -208,14 +254,23 @@ def param_scatter_figure(
                     alpha=0.9,
                 )
                 seen.add(status)
+        draw_lines(ax, lines)
         if kind == "loguniform":
             ax.set_xscale("log")
         ax.set_xlabel(key)
-        ax.set_ylabel(metric_label)
+        ax.set_ylabel(metric_label, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    fig.legend(title="Trial status", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    handles, labels = _legend_entries(axes.flat)
+    fig.legend(
+        handles,
+        labels,
+        title="Trial status and references",
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+    )
     fig.suptitle(
         title or f"Each searched parameter against the {metric_label[0].lower()}{metric_label[1:]}, one dot per trial"
     )
@@ -262,7 +317,8 @@ def asha_figure(stops: pl.DataFrame, scheduler: dict, title: str = "") -> Figure
     ax.set_ylabel("Trials")
     name = scheduler.get("name", "none")
     detail = (
-        f"ASHA: grace period {scheduler.get('grace_period')}, max_t {scheduler.get('max_t')}, reduction factor {scheduler.get('reduction_factor')}"
+        f"ASHA: grace period {scheduler.get('grace_period')}, max_t {scheduler.get('max_t')}, "
+        f"reduction factor {scheduler.get('reduction_factor')}"
         if name == "asha"
         else "no early-stopping scheduler: 'stopped' means interrupted"
     )
@@ -306,10 +362,12 @@ def curves_figure(
     legend_title: str = "",
     split: bool = False,
     color_order: Sequence[str] = (),
+    lines: dict[str, Sequence[Line]] | None = None,
 ) -> Figure:
-    """One panel per (column, y label) of ``table`` (from ``tables.curves``: values in %), one line per group.
-    With ``split``, a group "rung · budget" takes its colour from the rung and its line style from the budget;
-    ``color_order`` (the ladder) gives each rung the colour it has in the ladder figure."""
+    """One panel per (column, y label) of ``table`` (from ``dynamics_tables.curves``: values in %), one line per
+    group. With ``split``, a group "rung · budget" takes its colour from the rung and its line style from the
+    budget; ``color_order`` (the ladder) gives each rung the colour it has in the ladder figure; ``lines``: the
+    references drawn on the panel of each column."""
     missing = [
         label.split(" (")[0] for c, label in panels if c not in table.columns or table[c].null_count() == table.height
     ]
@@ -330,16 +388,12 @@ def curves_figure(
                 ax.plot(
                     rows["epoch"], rows[column], styles[tail], marker="o", markersize=3, color=colors[head], label=group
                 )
+        draw_lines(ax, (lines or {}).get(column, ()))
         _integer_epochs(ax)
         ax.set_ylabel(label)
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
-    handles, labels = [], []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+    handles, labels = _legend_entries(axes[0])
     fig.legend(
         handles, labels, title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8
     )
@@ -350,11 +404,21 @@ def curves_figure(
     return fig
 
 
-def per_class_figure(table: pl.DataFrame, trial: str, epoch: int | None, title: str = "") -> Figure:
-    """Bars: one trial's test accuracy per class (in %), with each class's test support under its name."""
+def per_class_figure(
+    table: pl.DataFrame,
+    trial: str,
+    epoch: int | None,
+    title: str = "",
+    lines: Sequence[Line] = (),
+    baseline: pl.DataFrame | None = None,
+    baseline_label: str = "",
+) -> Figure:
+    """Bars: one trial's test accuracy per class (in %), with each class's test support under its name.
+    ``lines`` (e.g. chance) run across; ``baseline`` (class, accuracy_pct: e.g. supervised-only's mean per
+    class) is drawn as a short line over each class's bar, labelled ``baseline_label``."""
     if not table.height:
         return empty_figure("no per-class accuracy recorded", title)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.8, 4.2))
     names = [
         f"{pretty_class(c)}\n(n={s})" if s is not None else pretty_class(c)
         for c, s in zip(table["class"], table["support"])
@@ -363,6 +427,15 @@ def per_class_figure(table: pl.DataFrame, trial: str, epoch: int | None, title: 
     ax.bar(names, values, color=_colors(len(names)))
     for i, v in enumerate(values):
         ax.text(i, v + 1, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+    drawn = list(lines)
+    if baseline is not None and baseline.height:
+        own = dict(zip(baseline["class"].to_list(), baseline["accuracy_pct"].to_list()))
+        for i, cls in enumerate(table["class"].to_list()):
+            if own.get(cls) is not None:
+                drawn.append(Line(own[cls], baseline_label, "baseline", (i - 0.42, i + 0.42)))
+    draw_lines(ax, drawn)
+    if drawn:
+        ax.legend(*_legend_entries([ax]), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     ax.set_ylim(0, 105)
     ax.set_ylabel("Test accuracy (%)")
     ax.set_xlabel("True class (n = test images)")
@@ -406,4 +479,11 @@ def confusion_figure(
         fontsize=10,
     )
     fig.tight_layout()
+    return fig
+
+
+def label_figure(fig: Figure, label: str) -> Figure:
+    """Write ``label`` (e.g. "oracle (selected on test)") in red above everything else in the figure, so that
+    nobody mistakes what it shows (saved with bbox_inches="tight", the page grows to hold it)."""
+    fig.text(0.5, 1.0, label, ha="center", va="bottom", color="#9d0208", fontsize=12, weight="bold")
     return fig

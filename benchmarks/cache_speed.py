@@ -43,7 +43,10 @@ def main() -> int:
     print(f"source: {root} (extract or reuse: {extract_s:.1f} s)")
     cache_dir = tempfile.mkdtemp(prefix="ablate-cache-bench-")
     try:
-        load = lambda: load_dataset("fer2013", str(root), cache_dir=cache_dir)  # noqa: E731
+
+        def load():
+            return load_dataset("fer2013", str(root), cache_dir=cache_dir)
+
         first, first_s = timed(load)
         del first
         second, second_s = timed(load)

@@ -154,8 +154,7 @@ class ReferencePipeline:
             self._labeled, self._unlabeled = iter(self.labeled_loader), iter(self.unlabeled_loader)
         x_l, y_l = next(self._labeled)
         w1, w2, s = next(self._unlabeled)
-        to = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
-        return to(x_l), to(y_l), to(w1), to(w2), to(s)
+        return tuple(t.to(self.device, non_blocking=True) for t in (x_l, y_l, w1, w2, s))
 
     def step(self) -> float:
         self.model.train()

@@ -1,6 +1,7 @@
 """Write docs/synthfer.png: examples of every synthfer class, one row per class, upscaled so a reader can see them.
 
-.venv/bin/python benchmarks/synthfer_grid.py [--size 96] [--per-class 10] [--zoom 2] [--seed 0] [--out docs/synthfer.png]
+.venv/bin/python benchmarks/synthfer_grid.py [--size 96] [--per-class 10] [--zoom 2] [--seed 0] \
+    [--out docs/synthfer.png]
 """
 
 from __future__ import annotations

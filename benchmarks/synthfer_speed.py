@@ -3,7 +3,8 @@
 Renders the default training split (12,271 faces, RAF-DB's size) and prints images/s by wall clock (the goal's
 measure; the best of ``--repeats`` runs counts) and images per CPU-second (the work itself: on a shared machine
 the wall clock also counts waiting for other people's jobs). synthfer renders on one intra-op thread whatever
-``--threads`` says (see ``_one_thread`` in ablate/data/synthfer.py), so the goal is met on one of the two cores.
+``--threads`` says (see ``_one_thread`` in ablate/data/synthfer/render.py), so the goal is met on one of the two
+cores.
 
     .venv/bin/python benchmarks/synthfer_speed.py [--size 64] [--threads 2] [--repeats 3] [--scale 1.0]
 """
@@ -38,7 +39,8 @@ def main() -> None:
         rate_wall, rate_cpu = n / wall, n / cpu
         best_wall, best_cpu = max(best_wall, rate_wall), max(best_cpu, rate_cpu)
         print(
-            f"run {repeat + 1}: {n} images {tuple(images.shape[1:])} in {wall:.2f} s: {rate_wall:.0f} images/s (cpu {cpu:.2f} s)"
+            f"run {repeat + 1}: {n} images {tuple(images.shape[1:])} in {wall:.2f} s: "
+            f"{rate_wall:.0f} images/s (cpu {cpu:.2f} s)"
         )
     print(
         f"synthfer at {args.size}x{args.size}, caller at {args.threads} threads: {best_wall:.0f} images/s wall clock "

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.components import Context, StepBatch
+from ablate.components import COMPONENTS, Component, Context, EpochView, Role, StepBatch, check_enabled, step_order
 from ablate.components.contrastive import nt_xent
 from ablate.components.ema import ema_update
 from ablate.components.negative import (
@@ -18,8 +18,11 @@ from ablate.components.negative import (
     select_complementary,
     update_confidence,
 )
+from ablate.components.policies import hard_mask
+from ablate.components.policies.adaptive import adaptive_thresholds, correct_confidence_stats
 from ablate.components.pseudo_label import pseudo_label_loss
-from ablate.components.threshold import Threshold, adaptive_thresholds, correct_confidence_stats, threshold_mask
+from ablate.components.threshold import Threshold
+from ablate.errors import ConfigError
 from ablate.run_config import resolve_components
 
 # ---- threshold ----------------------------------------------------------------------------------------
@@ -46,15 +49,18 @@ def test_adaptive_threshold_epoch_factor():
 def test_mask_looks_up_the_threshold_of_the_predicted_class():
     probs = torch.tensor([[0.85, 0.10, 0.05], [0.10, 0.85, 0.05], [0.05, 0.05, 0.90]])
     thresholds = torch.tensor([0.80, 0.90, 0.90])
-    assert threshold_mask(probs, thresholds).tolist() == [1.0, 0.0, 1.0]
+    assert hard_mask(probs, thresholds).tolist() == [1.0, 0.0, 1.0]
 
 
 def test_correct_confidence_stats_counts_correct_samples_by_true_class():
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
     labels = torch.tensor([0, 1, 1, 0])  # correct: samples 0 (0.7) and 2 (0.8)
-    conf_sum, count = correct_confidence_stats(probs.log(), labels, 3)
+    conf_sum, count = correct_confidence_stats(probs, labels, 3)
     assert conf_sum.tolist() == pytest.approx([0.7, 0.8, 0.0])
     assert count.tolist() == [1.0, 1.0, 0.0]
+
+
+NO_VIEW = EpochView(lambda *args: pytest.fail("this policy must not ask for predictions"))
 
 
 def _ctx(k=3, n_unlabeled=4):
@@ -82,14 +88,14 @@ def _batch(logits_l, labels, probs_u, **kw):
 def test_threshold_component_starts_at_floor_and_updates_after_the_epoch():
     hp = resolve_components({"threshold": {"enabled": True}, "supervised": {"enabled": True}})["threshold"]
     comp = Threshold(hp, _ctx())
-    assert comp.thresholds.tolist() == pytest.approx([0.8] * 3)
+    assert comp.policy.thresholds().tolist() == pytest.approx([0.8] * 3)
     labeled = torch.tensor([[0.98, 0.01, 0.01], [0.96, 0.02, 0.02], [0.1, 0.1, 0.8]]).log()
     comp.after_step(_batch(labeled, torch.tensor([0, 0, 1]), torch.full((2, 3), 1 / 3)), model=None)
-    metrics = comp.end_epoch(4)
+    metrics = comp.end_epoch(4, NO_VIEW)
     expected0 = 0.97 * 0.97 / (1 + math.exp(-4))  # mean of 0.98 and 0.96
-    assert comp.thresholds.tolist() == pytest.approx([expected0, 0.8, 0.8], abs=1e-6)
+    assert comp.policy.thresholds().tolist() == pytest.approx([expected0, 0.8, 0.8], abs=1e-6)
     assert metrics["threshold_0"] == pytest.approx(expected0, abs=1e-6)
-    assert comp.count.sum() == 0  # the epoch's statistics start afresh
+    assert comp.policy.count.sum() == 0  # the epoch's statistics start afresh
 
 
 def test_threshold_step_update_uses_a_running_window():
@@ -105,17 +111,42 @@ def test_threshold_step_update_uses_a_running_window():
             ),
             None,
         )
-    assert comp.thresholds[0].item() == pytest.approx(0.97 * 0.96 / (1 + math.exp(-10)), abs=1e-6)
+    assert comp.policy.thresholds()[0].item() == pytest.approx(0.97 * 0.96 / (1 + math.exp(-10)), abs=1e-6)
 
 
 def test_fixed_threshold_never_moves():
     hp = resolve_components(
-        {"threshold": {"enabled": True, "mode": "fixed", "fixed": 0.7}, "supervised": {"enabled": True}}
+        {"threshold": {"enabled": True, "policy": "fixed", "tau": 0.7}, "supervised": {"enabled": True}}
     )["threshold"]
     comp = Threshold(hp, _ctx())
     comp.after_step(_batch(torch.tensor([[5.0, 0, 0]]), torch.tensor([0]), torch.full((1, 3), 1 / 3)), None)
-    comp.end_epoch(9)
-    assert comp.thresholds.tolist() == pytest.approx([0.7] * 3)
+    comp.end_epoch(9, NO_VIEW)
+    assert comp.policy.thresholds().tolist() == pytest.approx([0.7] * 3)
+
+
+def test_labeled_eval_ema_statistics_come_from_the_teacher_on_the_labeled_set():
+    """Ada-CM's code scores the whole labeled set with the EMA model after each epoch: a hand computation on a
+    tiny labeled set whose teacher predictions are known."""
+    hp = resolve_components(
+        {"threshold": {"enabled": True, "stats": "labeled_eval_ema", "stats_augment": "none"},
+         "supervised": {"enabled": True}}
+    )["threshold"]  # fmt: skip
+    comp = Threshold(hp, _ctx())
+    teacher_probs = torch.tensor([[0.99, 0.005, 0.005], [0.95, 0.03, 0.02], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    labels = torch.tensor([0, 0, 1, 1])  # correct: 0.99 and 0.95 of class 0, 0.7 of class 1; sample 3 is wrong
+    asked = []
+
+    def predict(model, subset, augment):
+        asked.append((model, subset, augment))
+        return teacher_probs, labels
+
+    # the steps' own labeled predictions are ignored under this source
+    comp.after_step(_batch(torch.tensor([[0.0, 9.0, 0.0]]), torch.tensor([1]), torch.full((1, 3), 1 / 3)), None)
+    comp.end_epoch(3, EpochView(predict))
+    factor = 0.97 / (1 + math.exp(-3))
+    assert asked == [("teacher", "labeled", "none")]
+    assert comp.policy.thresholds().tolist() == pytest.approx([max(0.8, factor * 0.97), 0.8, 0.8], abs=1e-6)
+    assert factor * 0.97 > 0.8 > factor * 0.7  # class 0 rises above the floor, class 1 stays on it
 
 
 # ---- pseudo-label ---------------------------------------------------------------------------------------
@@ -146,8 +177,35 @@ def test_nt_xent_against_a_direct_computation():
     assert nt_xent(z1, z2, t).item() == pytest.approx(total / (2 * n), rel=1e-5)
 
 
-def test_nt_xent_is_zero_without_samples():
-    assert nt_xent(torch.zeros(0, 4), torch.zeros(0, 4), 0.07).item() == 0.0
+def test_nt_xent_over_members_equals_nt_xent_of_the_members_alone():
+    """Ada-CM's subset II: masking the samples above the threshold out of the whole batch gives exactly the
+    NT-Xent of the samples below it."""
+    g = torch.Generator().manual_seed(0)
+    z1 = F.normalize(torch.randn(6, 4, generator=g), dim=1)
+    z2 = F.normalize(torch.randn(6, 4, generator=g), dim=1)
+    below = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    keep = below.bool()
+    assert nt_xent(z1, z2, 0.07, below).item() == pytest.approx(nt_xent(z1[keep], z2[keep], 0.07).item(), rel=1e-5)
+
+
+def test_nt_xent_weighs_anchors_by_membership():
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = F.normalize(torch.randn(3, 4, generator=g), dim=1), F.normalize(torch.randn(3, 4, generator=g), dim=1)
+    member = torch.tensor([1.0, 0.5, 0.25])
+    z = torch.cat([z1, z2])
+    total, weights = 0.0, 0.0
+    for i in range(6):
+        pos = (i + 3) % 6
+        denom = sum(math.exp(float(z[i] @ z[j]) / 0.1) for j in range(6) if j != i)
+        total += member[i % 3].item() * -math.log(math.exp(float(z[i] @ z[pos]) / 0.1) / denom)
+        weights += member[i % 3].item()
+    assert nt_xent(z1, z2, 0.1, member).item() == pytest.approx(total / weights, rel=1e-5)
+
+
+def test_nt_xent_is_zero_without_members():
+    z = F.normalize(torch.ones(3, 4), dim=1)
+    assert nt_xent(z, z, 0.07, torch.zeros(3)).item() == 0.0
+    assert torch.isfinite(nt_xent(z, z, 0.07, torch.tensor([1.0, 0.0, 0.0])))  # one member: its positive only
 
 
 # ---- negative -------------------------------------------------------------------------------------------
@@ -187,17 +245,20 @@ def test_complementary_loss_is_mean_of_minus_log_one_minus_p():
     p = torch.softmax(logits, 1)
     chosen = torch.tensor([[True, False, True], [False, True, False]])
     expected = -(torch.log(1 - p[0, 0]) + torch.log(1 - p[0, 2]) + torch.log(1 - p[1, 1])) / 3
-    assert complementary_loss(logits, chosen).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert complementary_loss(logits, chosen, torch.ones(2)).item() == pytest.approx(expected.item(), rel=1e-6)
+    # a sample outside subset II (membership 0) takes no part
+    only_first = -(torch.log(1 - p[0, 0]) + torch.log(1 - p[0, 2])) / 2
+    assert complementary_loss(logits, chosen, torch.tensor([1.0, 0.0])).item() == pytest.approx(only_first.item())
 
 
 def test_complementary_loss_is_finite_when_p_is_one():
     logits = torch.tensor([[200.0, 0.0, 0.0]])
-    loss = complementary_loss(logits, torch.tensor([[True, False, False]]))
+    loss = complementary_loss(logits, torch.tensor([[True, False, False]]), torch.ones(1))
     assert torch.isfinite(loss) and loss.item() == pytest.approx(200 - math.log(2), rel=1e-4)
 
 
 def test_complementary_loss_zero_without_pairs():
-    assert complementary_loss(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool)).item() == 0.0
+    assert complementary_loss(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool), torch.ones(2)).item() == 0.0
 
 
 def test_confidence_table_update():
@@ -219,9 +280,11 @@ def test_partial_label_loss():
     q = torch.tensor([[0.7, 0.3, 0.0]])
     log_p = torch.log_softmax(logits, 1)[0]
     expected = -(0.7 * log_p[0] + 0.3 * log_p[1])
-    assert partial_label_loss(logits, q, torch.tensor([[True, True, False]])).item() == pytest.approx(
-        expected.item(), rel=1e-6
-    )
+    candidates = torch.tensor([[True, True, False]])
+    assert partial_label_loss(logits, q, candidates, torch.ones(1)).item() == pytest.approx(expected.item(), rel=1e-6)
+    # averaged over members: a second sample with membership 0 changes nothing
+    two = partial_label_loss(logits.repeat(2, 1), q.repeat(2, 1), candidates.repeat(2, 1), torch.tensor([1.0, 0.0]))
+    assert two.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_negative_correctness_against_hidden_labels():
@@ -229,7 +292,10 @@ def test_negative_correctness_against_hidden_labels():
     complementary = torch.tensor([[False, False, True], [False, True, True]])
     true = torch.tensor([1, 2])
     soft = torch.tensor([[0.2, 0.8, 0.0], [0.3, 0.0, 0.7]])
-    m = negative_correctness(candidates, complementary, true, soft)
+    m = {
+        k: (r.num / r.den).item()
+        for k, r in negative_correctness(candidates, complementary, true, soft, torch.ones(2)).items()
+    }
     assert m["candidate_holds_true"] == 0.5
     assert m["complementary_truly_wrong"] == pytest.approx(2 / 3)  # sample 2's class 2 is its true class
     assert m["candidate_soft_mass"] == pytest.approx((1.0 + 0.3) / 2)
@@ -248,3 +314,49 @@ def test_ema_update_moves_parameters_and_copies_buffers():
     ema_update(teacher, student, decay=0.9)
     assert teacher.weight.tolist() == pytest.approx([0.9, 0.9])
     assert teacher.running_mean.tolist() == [3.0, 3.0]
+
+
+# ---- what components declare ------------------------------------------------------------------------
+
+
+def test_every_component_declares_a_role_and_the_order_follows_the_roles():
+    for name in COMPONENTS.names():
+        assert isinstance(COMPONENTS.get(name).role, Role)
+    order = step_order(["ema", "negative", "supervised", "threshold", "pseudo_label"])
+    assert order[0] == "threshold" and order[-1] == "ema"  # policy first, teacher last
+    assert set(order[1:-1]) == {"negative", "pseudo_label", "supervised"}
+
+
+def test_a_loss_that_needs_another_component_runs_after_it():
+    class First(Component):
+        name = "test_first"
+
+    class Second(Component):
+        name = "test_second"
+        needs = ("test_first",)
+
+    COMPONENTS._items.update({"test_first": First, "test_second": Second})
+    try:
+        assert step_order(["test_second", "test_first"]) == ["test_first", "test_second"]
+    finally:
+        for name in ("test_first", "test_second"):
+            COMPONENTS._items.pop(name)
+
+
+@pytest.mark.parametrize(
+    "enabled,message",
+    [
+        (["pseudo_label", "supervised"], "components.pseudo_label needs a policy component to be enabled"),
+        (["threshold", "ema"], "enable at least one loss"),
+    ],
+)
+def test_unmet_needs_and_no_loss_are_refused(enabled, message):
+    with pytest.raises(ConfigError, match=message):
+        check_enabled(enabled)
+
+
+def test_policy_parameters_act_only_under_their_policy():
+    params = Threshold.all_params()
+    assert params["tau"].acts({"policy": "fixed"}) and not params["tau"].acts({"policy": "adaptive"})
+    assert params["floor"].acts({"policy": "adaptive"}) and not params["floor"].acts({"policy": "fixed"})
+    assert "weight" not in params  # a policy is not a loss: it has no weight

@@ -22,6 +22,7 @@ from ablate.trainer import Trainer
 
 TINY = [
     "data.options={scale: 0.05, image_size: 32}",
+    "data.val_per_class=2",  # scale 0.05 has 14 fear faces: 10 labeled + 2 validation
     "trainer.epochs=1",
     "trainer.steps_per_epoch=4",
     "trainer.batch_size=8",

@@ -202,7 +202,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
 
 
 BAD_STUDIES = [
-    ("colour: red", r"unknown key 'colour'; allowed: name, description, data"),
+    ("colour: red", r"unknown key 'colour'; allowed: name, description, plugins, data"),
     ("components: {mixup: {enabled: true}}", r"components: unknown component 'mixup'; allowed: contrastive, ema"),
     ("data: {name: imagenet}", r"data.name: unknown dataset 'imagenet'; allowed: fer2013, folder, rafdb, synthfer"),
     ("model: {name: vgg16}", r"model.name: unknown model 'vgg16'; allowed: resnet18, small_cnn"),
@@ -241,7 +241,7 @@ BAD_STUDIES = [
     ("data: {val_per_class: 5}\nbaselines: [oracle]", r"baselines: unknown preset 'oracle'; allowed: adacm"),
     ("name: '..'", r"name: '..' is not a study name"),
     (
-        "search: {metric: best_val_acc}",
+        "data: {val_per_class: 0}\nsearch: {metric: best_val_acc}",
         r"search.metric: 'best_val_acc' needs a validation split; set data.val_per_class",
     ),
     ("scheduler: {name: asha, grace_period: 9, max_t: 3}", r"scheduler.grace_period: 9 exceeds max_t 3"),
@@ -304,9 +304,9 @@ def test_define_by_run_samples_only_parameters_that_act():
     for _ in range(12):
         trial = optuna_study.ask()
         space(trial)
-        mode = trial.params["components.threshold.mode"]
+        mode = trial.params["components.threshold.policy"]
         modes.add(mode)
-        assert ("components.threshold.fixed" in trial.params) == (mode == "fixed")
+        assert ("components.threshold.tau" in trial.params) == (mode == "fixed")
         assert ("components.threshold.floor" in trial.params) == (mode == "adaptive")
         assert "components.negative.rho" in trial.params
         optuna_study.tell(trial, 0.0)

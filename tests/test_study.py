@@ -35,7 +35,7 @@ def test_a_test_metric_is_refused_without_the_opt_in(metric):
 
 def test_every_shipped_study_selects_on_validation():
     for file in sorted((ROOT / "search_spaces").glob("*.yaml")):
-        study = load_study(file, ["data.val_per_class=10"])
+        study = load_study(file)
         assert study.search["metric"] in SEARCH_METRICS, file.name
         assert not study.search["select_on_test"], file.name
         assert list(study.baselines) == ["supervised"], file.name
@@ -110,7 +110,7 @@ def test_a_variant_that_changes_the_budget_gets_its_own_baselines(tmp_path):
     ]
     configs = [trial_config(study.base, study.variants, p, study.baselines) for p in baseline_points(study)]
     assert [(c["data"]["labels"], c["data"]["labels_per_class"]) for c in configs] == [(100, None), (None, 20)]
-    assert [w.split("(")[1] for w, _ in split_sections(study)] == ["variant=small)", "variant=large)"]
+    assert [w for w, _ in split_sections(study)] == ["synthfer (variant=small)", "synthfer (variant=large)"]
 
 
 def test_a_continuous_searched_split_cannot_have_baselines():
@@ -132,8 +132,13 @@ def test_unknown_baseline_preset_is_refused():
 def test_compose_matches_the_resolved_config():
     """The results reader composes a failed trial's config without the training code: it must agree."""
     study = load_study(SMOKE, [VAL, "search.algorithm=optuna", "search.repeats=2"])
-    sampled = {"components.negative.rho": 0.8, "__trial_index__": 1}
-    assert compose_config(study.base, study.variants, sampled) == trial_config(study.base, study.variants, sampled)
+    for sampled in (
+        {"components.negative.rho": 0.8, "__trial_index__": 1},
+        {"data.labels_per_class": 5},  # a budget key clears the base's labels: 100
+        {"data.label_fraction": 0.5, "data.split_seed": 3},
+    ):
+        composed = compose_config(study.base, study.variants, sampled)
+        assert composed == trial_config(study.base, study.variants, sampled), sampled
     point = baseline_points(study)[1]
     assert compose_config(study.base, study.variants, point, study.baselines) == trial_config(
         study.base, study.variants, point, study.baselines

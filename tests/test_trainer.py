@@ -14,6 +14,7 @@ from ablate.trainer import Trainer
 
 TINY = [
     "data.options={scale: 0.05, image_size: 32}",
+    "data.val_per_class=2",  # scale 0.05 has 14 fear faces: 10 labeled + 2 validation
     "trainer.epochs=2",
     "trainer.steps_per_epoch=2",
     "trainer.batch_size=8",
@@ -29,10 +30,6 @@ def faces():
 
 def lion_config(*extra):
     return load_config("presets/lion.yaml", TINY + list(extra))
-
-
-def drop_timing(history):
-    return [{k: v for k, v in m.items()} for m in history]
 
 
 def test_same_config_and_seed_give_identical_metrics(faces):
@@ -75,7 +72,7 @@ def test_the_cuda_settings_run_on_cpu(faces):
     """What ``auto`` picks on a GPU (bf16 autocast, channels-last, one concatenated forward), exercised here."""
     gpu_like = ("trainer.precision=bf16", "trainer.channels_last=true", "trainer.forward=concat", "trainer.epochs=1")
     trainer = Trainer(lion_config(*gpu_like), faces)
-    assert trainer.autocast and trainer.channels_last and trainer.concat
+    assert trainer.runtime.autocast and trainer.runtime.channels_last and trainer.runtime.concat
     assert next(trainer.model.parameters()).dtype == torch.float32  # autocast, not a bf16 model
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -85,7 +82,8 @@ def test_the_cuda_settings_run_on_cpu(faces):
         for name in ("supervised", "pseudo_label", "negative")
     )
     fp32 = Trainer(lion_config("trainer.epochs=1"), faces)
-    assert not (fp32.autocast or fp32.channels_last or fp32.concat)  # auto on CPU: fp32, separate forwards
+    # auto on CPU: fp32, separate forwards
+    assert not (fp32.runtime.autocast or fp32.runtime.channels_last or fp32.runtime.concat)
 
 
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(faces):
@@ -127,15 +125,16 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
     [
         (
             "components.mixup.enabled=true",
-            r"unknown component 'mixup'; allowed: contrastive, ema, negative, pseudo_label, supervised, threshold",
+            r"unknown component 'mixup'; allowed: contrastive, ema, fairness, negative, pseudo_label, supervised, "
+            r"threshold",
         ),
         ("components.negative.rhoo=0.5", r"components.negative: unknown key 'rhoo'; allowed: .*rho"),
         ("components.negative.rho=1.5", r"components.negative.rho: 1.5 is out of range; allowed: a float in \(0, 1\]"),
         (
-            "components.threshold.mode=magic",
-            r"components.threshold.mode: 'magic' is not allowed; allowed: 'fixed', 'adaptive'",
+            "components.threshold.policy=magic",
+            r"components.threshold.policy: 'magic' is not allowed; allowed: 'adaptive', 'fixed'",
         ),
-        ("components.threshold.enabled=false", r"components.negative needs components.threshold"),
+        ("components.threshold.enabled=false", r"components.negative needs a policy component to be enabled"),
         ("trainer.lr=-1", r"trainer.lr: -1.0 is out of range"),
         ("trainer.epochs=two", r"trainer.epochs: 'two' is a str; allowed: a int in \[1, inf\)"),
         ("trainer.epoch=3", r"trainer: unknown key 'epoch'; allowed: .*epochs"),
@@ -147,7 +146,7 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
         ),
         ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: resnet18, small_cnn"),
         ("augment.strong_ops=99", r"augment.strong_ops"),
-        ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: data, model, trainer, augment, components"),
+        ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: plugins, data, model, trainer, augment, components"),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(override, message):
@@ -174,7 +173,7 @@ def test_classification_metrics_by_hand():
 def test_cuda_asked_for_on_a_cpu_machine(faces):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(ConfigError, match="trainer.device: 'cuda' was asked for but this machine has no CUDA GPU"):
+    with pytest.raises(ConfigError, match=r"trainer.device: 'cuda' was asked for but this machine has no CUDA GPU"):
         Trainer(lion_config("trainer.device=cuda"), faces)
 
 
@@ -188,3 +187,15 @@ def test_supervised_only_draws_no_unlabeled_batch(faces, monkeypatch):
     )
     trainer.fit()
     assert sizes == [0, 0]  # two steps, no unlabeled images augmented
+
+
+def test_list_params_shows_every_section_with_defaults_docs_and_conditions(capsys):
+    assert train.main(["--list-params"]) == 0
+    out = capsys.readouterr().out
+    for section in ("data:", "model:", "trainer:", "components.threshold:", "components.negative:", "components.ema:"):
+        assert f"\n{section}" in f"\n{out}"
+    assert "  max_loss = 1000.0  (allowed: a float in (0, inf) or null)" in out
+    assert "  tau = 0.95  (allowed: a float in [0, 1])  [when policy is fixed or flexmatch]" in out
+    assert "the confidence threshold (fixed: of every class; flexmatch: the highest one" in out
+    assert "reports threshold_<class>, mask_rate, pseudo_acc, flexmatch_unused, softmatch_mu, softmatch_sigma" in out
+    assert "components.ema: a teacher" in out and "components.threshold: a policy" in out

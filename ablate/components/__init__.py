@@ -1,6 +1,33 @@
-"""Switchable components: one module each, registered by the name a config uses."""
+"""Switchable components: one module each, registered by the name a config uses. Every module of this package
+is imported (and so registered) here, so adding a component is adding one file."""
 
-from ablate.components import contrastive, ema, negative, pseudo_label, supervised, threshold  # noqa: F401  (registers them)
-from ablate.components.base import COMPONENTS, ORDER, Component, Context, StepBatch, register_component
+from ablate.components.base import (
+    COMPONENTS,
+    Component,
+    Context,
+    EpochView,
+    Ratio,
+    Role,
+    StepBatch,
+    build_components,
+    check_enabled,
+    register_component,
+    step_order,
+)
+from ablate.registry import import_submodules
 
-__all__ = ["COMPONENTS", "ORDER", "Component", "Context", "StepBatch", "register_component"]
+import_submodules(__name__)
+
+__all__ = [
+    "COMPONENTS",
+    "Component",
+    "Context",
+    "EpochView",
+    "Ratio",
+    "Role",
+    "StepBatch",
+    "build_components",
+    "check_enabled",
+    "register_component",
+    "step_order",
+]

@@ -7,15 +7,16 @@ import copy
 
 import torch
 
-from ablate.components.base import Component, StepBatch, register_component
+from ablate.components.base import Component, Role, StepBatch, register_component
 from ablate.params import Param
 
 
 @torch.no_grad()
 def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
     """teacher <- decay * teacher + (1 - decay) * student for parameters; buffers (BN statistics) are copied."""
-    for t, s in zip(teacher.parameters(), student.parameters()):
-        t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
+    teacher_params, student_params = list(teacher.parameters()), [p.detach() for p in student.parameters()]
+    torch._foreach_mul_(teacher_params, decay)
+    torch._foreach_add_(teacher_params, student_params, alpha=1.0 - decay)
     for t, s in zip(teacher.buffers(), student.buffers()):
         t.copy_(s)
 
@@ -23,6 +24,8 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float)
 @register_component("ema")
 class Ema(Component):
     name = "ema"
+    role = Role.TEACHER
+    uses_unlabeled = False
     params = {
         "decay": Param(0.999, "teacher decay per step", low=0.0, high=1.0, open_high=True),
         "teacher_pseudo_labels": Param(False, "take pseudo-labels from the teacher instead of the student"),
@@ -36,6 +39,12 @@ class Ema(Component):
         self.teacher = copy.deepcopy(model).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+
+    def evaluation_model(self) -> torch.nn.Module:
+        return self.teacher
+
+    def pseudo_label_model(self) -> torch.nn.Module | None:
+        return self.teacher if self.hp["teacher_pseudo_labels"] else None
 
     def after_step(self, batch: StepBatch, model) -> None:
         ema_update(self.teacher, model, self.hp["decay"])

@@ -23,10 +23,11 @@ What is this project's reconstruction (the paper has no public code), each a swi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from ablate.components.base import Component, StepBatch, register_component
+from ablate.components.base import Component, Ratio, StepBatch, register_component
 from ablate.params import Param
 
 
@@ -63,17 +64,17 @@ def select_complementary(probs: torch.Tensor, candidates: torch.Tensor, count: i
     return outside & (rank < count)
 
 
-def complementary_loss(logits: torch.Tensor, complementary: torch.Tensor) -> torch.Tensor:
-    """Mean over the chosen (sample, class) pairs of -log(1 - p_k), without ever taking log(0)."""
-    if not complementary.any():
-        return logits.new_zeros(())
+def complementary_loss(logits: torch.Tensor, complementary: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+    """Mean of -log(1 - p_k) over the chosen (sample, class) pairs, each pair weighted by its sample's membership
+    of subset II; never takes log(0)."""
     logits = logits.float()
     k = logits.shape[1]
     eye = torch.eye(k, dtype=torch.bool, device=logits.device)
     # log(1 - p_k) = logsumexp_{j != k} z_j - logsumexp_j z_j
     others = logits.unsqueeze(1).expand(-1, k, -1).masked_fill(eye, float("-inf"))
     log_not_k = torch.logsumexp(others, dim=2) - torch.logsumexp(logits, dim=1, keepdim=True)
-    return -(log_not_k[complementary]).mean()
+    pair_weight = complementary.float() * member.unsqueeze(1)
+    return -(log_not_k * pair_weight).sum() / pair_weight.sum().clamp(min=1e-12)
 
 
 def update_confidence(
@@ -89,19 +90,21 @@ def update_confidence(
     return momentum * restricted + (1.0 - momentum) * onehot
 
 
-def partial_label_loss(logits: torch.Tensor, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """-sum over S of q_j log p_j, averaged over the samples."""
-    if len(logits) == 0:
-        return logits.new_zeros(())
+def partial_label_loss(logits: torch.Tensor, confidence: torch.Tensor, candidates: torch.Tensor,
+                       member: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """-sum over S of q_j log p_j, averaged over the samples weighted by their membership of subset II."""
     log_probs = torch.log_softmax(logits.float(), dim=1)
-    return -(confidence * candidates * log_probs).sum(dim=1).mean()
+    per_sample = -(confidence * candidates * log_probs).sum(dim=1)
+    return (per_sample * member).sum() / member.sum().clamp(min=1e-12)
 
 
 @register_component("negative")
 class Negative(Component):
     name = "negative"
     default_weight = 1.0
-    needs = ("threshold",)
+    needs = ("policy",)
+    grad_views = frozenset({"strong"})
+    reports = ("neg_count", "neg_samples", "partial_label_loss", "candidate_holds_true", "complementary_truly_wrong")
     params = {
         "rho": Param(
             0.9,
@@ -144,28 +147,26 @@ class Negative(Component):
         return candidates, select_complementary(probs, candidates, count), count
 
     def loss(self, batch: StepBatch):
-        below = batch.mask < 0.5
-        probs = batch.probs_u[below]
+        member = 1.0 - batch.weight  # subset II: the samples below the threshold
+        probs = batch.probs_u
         candidates, complementary, count = self.label_sets(probs, batch.progress, batch.epoch)
-        logits = batch.logits_s[below]
-        loss = complementary_loss(logits, complementary)
-        metrics = {"neg_count": float(count), "neg_samples": float(below.sum().item())}
-        if self.hp["disambiguation"] and len(probs):
-            index = batch.u_index[below]
-            self.table[index] = update_confidence(self.table[index], probs, candidates, self.momentum(batch.progress))
-            pl = partial_label_loss(logits, self.table[index], candidates)
-            loss = loss + self.hp["disambiguation_weight"] * pl
-            metrics["partial_label_loss"] = pl.item()
-        if batch.u_true is not None and len(probs):
-            metrics.update(
-                negative_correctness(
-                    candidates,
-                    complementary,
-                    batch.u_true[below],
-                    None if batch.u_soft is None else batch.u_soft[below],
-                )
-            )
+        loss = complementary_loss(batch.logits_s, complementary, member)
+        metrics: dict[str, Any] = {"neg_count": float(count), "neg_samples": member.sum()}
+        if self.hp["disambiguation"]:
+            index = batch.u_index
+            updated = update_confidence(self.table[index], probs, candidates, self.momentum(batch.progress))
+            self.table[index] = torch.where(member.unsqueeze(1) > 0, updated, self.table[index])
+            partial = partial_label_loss(batch.logits_s, self.table[index], candidates, member)
+            loss = loss + self.hp["disambiguation_weight"] * partial
+            metrics["partial_label_loss"] = partial.detach()
+        if batch.u_true is not None:
+            metrics.update(negative_correctness(candidates, complementary, batch.u_true, batch.u_soft, member))
         return loss, metrics
+
+    def diagnose(self, probs, weight, true, soft, progress, epoch):
+        candidates, complementary, _ = self.label_sets(probs, progress, epoch)
+        ratios = negative_correctness(candidates, complementary, true, soft, 1.0 - weight)
+        return {key: (r.num / r.den).item() for key, r in ratios.items() if r.den.item() > 0}
 
     def state_dict(self):
         return {"table": self.table}
@@ -174,17 +175,19 @@ class Negative(Component):
         self.table = state["table"].to(self.ctx.device)
 
 
-def negative_correctness(
-    candidates: torch.Tensor, complementary: torch.Tensor, true: torch.Tensor, soft: torch.Tensor | None
-) -> dict[str, float]:
-    """Against the hidden labels: the share of candidate sets that hold the true class, of complementary labels
-    that are truly wrong, and (with soft labels) the soft-label mass inside S and on complementary labels."""
-    metrics = {"candidate_holds_true": candidates.gather(1, true[:, None]).float().mean().item()}
-    if complementary.any():
-        is_true = torch.nn.functional.one_hot(true, candidates.shape[1]).bool()
-        metrics["complementary_truly_wrong"] = 1.0 - (complementary & is_true).sum().item() / complementary.sum().item()
+def negative_correctness(candidates: torch.Tensor, complementary: torch.Tensor, true: torch.Tensor,
+                         soft: torch.Tensor | None, member: torch.Tensor) -> dict[str, Ratio]:  # fmt: skip
+    """Against the hidden labels, over the members of subset II (weighted by membership): the share of candidate
+    sets that hold the true class, of complementary labels that are truly wrong, and (with soft labels) the
+    soft-label mass inside S and on complementary labels."""
+    is_true = torch.nn.functional.one_hot(true, candidates.shape[1]).bool()
+    pair_weight = complementary.float() * member.unsqueeze(1)
+    pairs = pair_weight.sum()
+    metrics = {
+        "candidate_holds_true": Ratio((candidates & is_true).any(dim=1).float().mul(member).sum(), member.sum()),
+        "complementary_truly_wrong": Ratio(pairs - (pair_weight * is_true).sum(), pairs),
+    }
     if soft is not None:
-        metrics["candidate_soft_mass"] = (soft * candidates).sum(dim=1).mean().item()
-        if complementary.any():
-            metrics["complementary_soft_mass"] = (soft[complementary]).mean().item()
+        metrics["candidate_soft_mass"] = Ratio(((soft * candidates).sum(dim=1) * member).sum(), member.sum())
+        metrics["complementary_soft_mass"] = Ratio((soft * pair_weight).sum(), pairs)
     return metrics

@@ -11,8 +11,11 @@ from ablate.components.base import Component, StepBatch, register_component
 class Supervised(Component):
     name = "supervised"
     default_weight = 0.5
+    uses_unlabeled = False
+    grad_views = frozenset({"labeled"})
+    reports = ("labeled_acc",)
 
     def loss(self, batch: StepBatch):
         loss = F.cross_entropy(batch.logits_l.float(), batch.labels)
         accuracy = (batch.logits_l.argmax(dim=1) == batch.labels).float().mean()
-        return loss, {"train_labeled_acc": accuracy.item()}
+        return loss, {"labeled_acc": accuracy}

@@ -42,10 +42,6 @@ class FaceSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
     def indices(self, split_name: str) -> torch.Tensor:
         """Indices of the images of one split, in order."""
         if split_name not in self.split_names:

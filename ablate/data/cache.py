@@ -26,11 +26,26 @@ from ablate.data.base import FaceSet
 from ablate.data.decode import faceset_from_files, report_skipped
 from ablate.errors import DataError
 from ablate.io import atomic_torch_save
+from ablate.params import Param
 
 log = logging.getLogger("ablate.data")
 
 # Bump when the entry format or the decoding changes, so that old entries are no longer matched.
 CACHE_VERSION = 1
+
+# The options of every source that decodes image files (rafdb, fer2013, folder): how to decode, and the cache.
+FILE_OPTIONS = {
+    "image_size": Param(
+        None,
+        "resize every image to N x N pixels (bilinear); null keeps the native size, which must then be one size",
+        kind=int,
+        low=1,
+        nullable=True,
+    ),
+    "skip_corrupt": Param(False, "skip and count the images that cannot be decoded, instead of stopping at the first"),
+    "cache_dir": Param(None, "the decoded-image cache folder (null: $ABLATE_CACHE, else ~/.cache/ablate)", kind=str),
+    "use_cache": Param(True, "read and write the decoded-image cache (decode once, load in milliseconds after)"),
+}
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ablate.data.base import FaceSet
-from ablate.errors import ConfigError, DataError
+from ablate.errors import DataError
 
 log = logging.getLogger("ablate.data")
 
@@ -28,16 +28,6 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith(".")
-
-
-def check_image_size(source: str, image_size: int | None) -> None:
-    """Reject a bad ``image_size`` option before any work is done."""
-    if image_size is None:
-        return
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ConfigError(
-            f"{source}: option image_size must be a positive integer or None (keep native size), got {image_size!r}"
-        )
 
 
 def decode_image(path: str | Path) -> Image.Image:
@@ -130,14 +120,16 @@ def decode_files(
 
 
 def decode_pixel_string(pixels: str, where: str) -> np.ndarray:
-    """FER2013's csv cell (space-separated grey values of a square image) as uint8 [S, S]; DataError naming ``where``."""
+    """FER2013's csv cell (space-separated grey values of a square image) as uint8 [S, S].
+
+    A malformed cell raises a DataError naming ``where``."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy only warns when it stops at a non-number
         try:
             values = np.fromstring(pixels, dtype=np.int32, sep=" ")
         except (ValueError, DeprecationWarning) as error:
             raise DataError(f"{where}: pixels must be space-separated integers 0..255; {error}") from error
-    side = int(round(len(values) ** 0.5))
+    side = round(len(values) ** 0.5)
     if side == 0 or side * side != len(values):
         raise DataError(f"{where}: expected a square image's pixels (48x48 = 2304 values), found {len(values)} values")
     if values.min() < 0 or values.max() > 255:

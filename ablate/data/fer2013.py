@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ablate.data.base import FaceSet
-from ablate.data.cache import load_or_build
-from ablate.data.decode import check_image_size, decode_pixel_rows, make_faceset, report_skipped
+from ablate.data.cache import FILE_OPTIONS, load_or_build
+from ablate.data.decode import decode_pixel_rows, make_faceset, report_skipped
 from ablate.data.folder import describe, load_tree, read_split_tree, require_path
 from ablate.data.registry import register_dataset
 from ablate.errors import DataError
@@ -98,17 +98,16 @@ def csv_faceset(csv_path: Path, image_size: int | None, skip_corrupt: bool) -> F
     return make_faceset(images, np.asarray(labels)[keep], np.asarray(split)[keep], split_names, CLASS_NAMES, skipped)
 
 
-@register_dataset("fer2013")
+@register_dataset("fer2013", options=FILE_OPTIONS)
 def load_fer2013(
     path: str | None,
     *,
-    image_size: int | None = None,
-    skip_corrupt: bool = False,
-    cache_dir: str | None = None,
-    use_cache: bool = True,
+    image_size: int | None,
+    skip_corrupt: bool,
+    cache_dir: str | None,
+    use_cache: bool,
 ) -> FaceSet:
     """FER2013 in FER2013's class order, from the csv or the image folders."""
-    check_image_size("fer2013", image_size)
     source = locate(require_path("fer2013", path, LAYOUT))
     if source.is_file():
         return load_or_build(

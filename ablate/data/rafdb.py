@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 
 from ablate.data.base import FaceSet
-from ablate.data.cache import load_files
-from ablate.data.decode import check_image_size
+from ablate.data.cache import FILE_OPTIONS, load_files
 from ablate.data.folder import describe, require_path
 from ablate.data.registry import register_dataset
 from ablate.errors import DataError
@@ -70,17 +69,16 @@ def aligned_files(base: Path, names: list[str]) -> list[str]:
     return files
 
 
-@register_dataset("rafdb")
+@register_dataset("rafdb", options=FILE_OPTIONS)
 def load_rafdb(
     path: str | None,
     *,
-    image_size: int | None = None,
-    skip_corrupt: bool = False,
-    cache_dir: str | None = None,
-    use_cache: bool = True,
+    image_size: int | None,
+    skip_corrupt: bool,
+    cache_dir: str | None,
+    use_cache: bool,
 ) -> FaceSet:
     """RAF-DB's aligned faces with the official labels and train/test partition."""
-    check_image_size("rafdb", image_size)
     base = find_basic(require_path("rafdb", path, LAYOUT))
     entries = read_label_file(base / LABEL_FILE)
     if not entries:

@@ -1,18 +1,29 @@
-"""The labeled/unlabeled split protocol of the SS-FER papers, seeded by ``split_seed`` alone.
+"""The labeled / unlabeled / validation split of the SS-FER papers, and every rule of the label budget.
 
 ``labels: 100 | 400 | 1000 | 2000 | 4000`` follows the seeds' RAF-DB table: the class named ``fear`` takes
 10/40/100/200/250 images and every other class 15/60/150/300/625. ``labels_per_class`` and ``label_fraction``
-work for any data set. The rest of the training set (less an optional validation hold-out) is unlabeled.
+work for any data set; a config gives exactly one of the three (``labels: 100`` when it gives none). Each class
+also gives ``val_per_class`` images to a balanced validation split (default 20, which every RAF-DB budget leaves
+room for: at 4000 labels fear keeps 281 - 250 = 31 images), and the rest of the training set is unlabeled. The
+three parts are disjoint and together cover the training split; the test split is never touched. Everything is
+drawn with a generator seeded by ``split_seed`` alone, separate from the training seed.
+
+This module is the one place these rules live: the split keys' Params (``SPLIT_PARAMS``), the one-budget rule
+(``resolve_split``, ``set_budget``), the per-class counts, and the checks against a data set (``check_split``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ablate.data.base import FaceSet
+from ablate.data.registry import resolve_documented
 from ablate.errors import ConfigError, DataError
+from ablate.params import Param
 
 # budget -> (images of the class named "fear", images of each other class)
 LABEL_BUDGETS: dict[int, tuple[int, int]] = {
@@ -21,6 +32,37 @@ LABEL_BUDGETS: dict[int, tuple[int, int]] = {
     1000: (100, 150),
     2000: (200, 300),
     4000: (250, 625),
+}
+# The three ways to ask for labeled images; a config gives exactly one.
+BUDGET_KEYS = ("labels", "labels_per_class", "label_fraction")
+# Validation images per class unless a config says otherwise: the most every RAF-DB budget leaves room for,
+# rounded down (fear: 281 training images, 250 labeled at 4000), and enough to rank trials on.
+DEFAULT_VAL_PER_CLASS = 20
+
+SPLIT_PARAMS = {
+    "labels": Param(
+        100,
+        "a labeled budget of the RAF-DB protocol (fear takes 10/40/100/200/250, every other class "
+        "15/60/150/300/625); for other data use labels_per_class or label_fraction",
+        choices=tuple(LABEL_BUDGETS),
+        nullable=True,
+    ),
+    "labels_per_class": Param(None, "labeled images per class (instead of labels)", kind=int, low=1),
+    "label_fraction": Param(
+        None,
+        "fraction of each class's training images labeled, rounded, at least 1 (instead of labels)",
+        kind=float,
+        low=0.0,
+        high=1.0,
+        open_low=True,
+    ),
+    "split_seed": Param(0, "seed of the labeled/unlabeled/validation split, separate from the training seed"),
+    "val_per_class": Param(
+        DEFAULT_VAL_PER_CLASS,
+        "training images per class held out as a balanced validation split (disjoint from the labeled and "
+        "unlabeled sets) that selects epochs and hyper-parameters; 20 fits every RAF-DB budget; 0: none",
+        low=0,
+    ),
 }
 
 
@@ -33,81 +75,151 @@ class LabeledSplit:
     validation: torch.Tensor
 
 
-def per_class_counts(
-    class_names: Sequence[str],
-    *,
-    labels: int | None = None,
-    labels_per_class: int | None = None,
-    label_fraction: float | None = None,
-    available: Sequence[int],
-) -> list[int]:
-    """How many labeled images each class gets under exactly one of the three ways to ask."""
-    given = {
-        k: v
-        for k, v in (("labels", labels), ("labels_per_class", labels_per_class), ("label_fraction", label_fraction))
-        if v is not None
-    }
-    if len(given) != 1:
+# ---- the one-budget rule -----------------------------------------------------------------------------------
+
+
+def resolve_split(given: Mapping[str, Any], where: str = "data") -> dict[str, Any]:
+    """The split keys of a data section, checked by ``SPLIT_PARAMS``, defaults filled, with exactly one budget.
+
+    ``labels`` takes its default (100) only when neither ``labels_per_class`` nor ``label_fraction`` is given:
+    asking per class or by fraction replaces the default budget, while asking twice is an error.
+    """
+    given = dict(given)
+    unknown = sorted(set(given) - set(SPLIT_PARAMS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown split key {unknown[0]!r}; allowed: {', '.join(SPLIT_PARAMS)}")
+    if "labels" not in given and any(given.get(key) is not None for key in BUDGET_KEYS[1:]):
+        given["labels"] = None
+    split = resolve_documented(where, given, SPLIT_PARAMS)
+    asked = [f"{key}={split[key]!r}" for key in BUDGET_KEYS if split[key] is not None]
+    if len(asked) != 1:
         raise ConfigError(
-            f"data: give exactly one of labels, labels_per_class, label_fraction; got {sorted(given) or 'none'}"
+            f"{where}: give exactly one of labels, labels_per_class, label_fraction; got {', '.join(asked) or 'none'}"
         )
-    if labels is not None:
-        if labels not in LABEL_BUDGETS:
-            raise ConfigError(
-                f"data.labels: {labels!r} is not a budget of the protocol; allowed: {sorted(LABEL_BUDGETS)} (or use labels_per_class / label_fraction)"
-            )
+    return split
+
+
+def set_budget(data_section: dict[str, Any], key: str, value: Any) -> None:
+    """Set one budget key of a data section and clear the other two, so the section still asks for one budget.
+
+    For a study that searches or overlays one budget key (``data.labels_per_class: {choice: [5, 10]}``) on a base
+    that gives another (the default ``labels: 100``). The value is checked when the section is resolved.
+    """
+    if key not in BUDGET_KEYS:
+        raise ValueError(f"set_budget: {key!r} is not a budget key; allowed: {', '.join(BUDGET_KEYS)}")
+    for other in BUDGET_KEYS:
+        data_section[other] = None
+    data_section[key] = value
+
+
+def budget_text(split: Mapping[str, Any]) -> str:
+    """The budget a resolved section asks for, as the user wrote it: ``data.labels=100``."""
+    return ", ".join(f"data.{key}={split[key]!r}" for key in BUDGET_KEYS if split.get(key) is not None)
+
+
+# ---- counts ------------------------------------------------------------------------------------------------
+
+
+def per_class_counts(class_names: Sequence[str], split: Mapping[str, Any], available: Sequence[int]) -> list[int]:
+    """How many labeled images each class gets under the budget of a resolved split section."""
+    if split["labels"] is not None:
         if len(class_names) != 7 or "fear" not in class_names:
-            raise ConfigError(
-                f"data.labels: the budget table is for 7 classes including 'fear'; this data has {list(class_names)}; use labels_per_class or label_fraction"
-            )
-        fear, other = LABEL_BUDGETS[labels]
-        return [fear if name == "fear" else other for name in class_names]
-    if labels_per_class is not None:
-        if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int) or labels_per_class < 1:
-            raise ConfigError(f"data.labels_per_class: must be an integer >= 1, got {labels_per_class!r}")
-        return [labels_per_class] * len(class_names)
-    if not 0.0 < label_fraction <= 1.0:  # type: ignore[operator]
-        raise ConfigError(f"data.label_fraction: must be in (0, 1], got {label_fraction!r}")
-    return [max(1, round(label_fraction * n)) for n in available]  # type: ignore[operator]
-
-
-def make_split(
-    train_labels: torch.Tensor,
-    class_names: Sequence[str],
-    *,
-    labels: int | None = None,
-    labels_per_class: int | None = None,
-    label_fraction: float | None = None,
-    split_seed: int = 0,
-    val_per_class: int = 0,
-) -> LabeledSplit:
-    """Draw the labeled set (and a validation hold-out) per class with a generator seeded by ``split_seed``."""
-    available = torch.bincount(train_labels, minlength=len(class_names)).tolist()
-    wanted = per_class_counts(
-        class_names,
-        labels=labels,
-        labels_per_class=labels_per_class,
-        label_fraction=label_fraction,
-        available=available,
-    )
-    if val_per_class < 0:
-        raise ConfigError(f"data.val_per_class: must be >= 0, got {val_per_class}")
-    generator = torch.Generator().manual_seed(split_seed)
-    labeled, validation = [], []
-    for c, name in enumerate(class_names):
-        need = wanted[c] + val_per_class
-        if need > available[c]:
             raise DataError(
-                f"class {name!r} has {available[c]} training images; the split needs {wanted[c]} labeled"
-                f"{f' + {val_per_class} validation' if val_per_class else ''}. Ask for fewer labels"
+                f"data.labels: the budget table is for 7 classes including 'fear'; this data has "
+                f"{list(class_names)}; use data.labels_per_class or data.label_fraction"
             )
+        fear, other = LABEL_BUDGETS[split["labels"]]
+        return [fear if name == "fear" else other for name in class_names]
+    if split["labels_per_class"] is not None:
+        return [split["labels_per_class"]] * len(class_names)
+    return [max(1, round(split["label_fraction"] * n)) for n in available]
+
+
+def check_counts(class_names: Sequence[str], available: Sequence[int], split: Mapping[str, Any]) -> list[int]:
+    """The labeled count of each class; a DataError names the first class too small for labeled + validation,
+    its numbers and the fix."""
+    wanted = per_class_counts(class_names, split, available)
+    val = split["val_per_class"]
+    for c, name in enumerate(class_names):
+        if available[c] == 0:
+            raise DataError(
+                f"class {name!r} has 0 training images; add training images of {name!r} or remove the class"
+            )
+        if wanted[c] + val > available[c]:
+            room = min(a - w for a, w in zip(available, wanted))
+            fix = "ask for fewer labels"
+            if val and room >= 0:
+                fix = f"set data.val_per_class to at most {room}, or {fix}"
+            raise DataError(
+                f"class {name!r} has {available[c]} training images; the split needs {wanted[c]} labeled "
+                f"({budget_text(split)}) + {val} validation (data.val_per_class) = {wanted[c] + val}; {fix}"
+            )
+    return wanted
+
+
+# ---- the split ---------------------------------------------------------------------------------------------
+
+
+def make_split(train_labels: torch.Tensor, class_names: Sequence[str], **split_keys: Any) -> LabeledSplit:
+    """Draw the labeled set and the validation hold-out per class with a generator seeded by ``split_seed``.
+
+    ``split_keys`` are a data section's split keys (``SPLIT_PARAMS``: ``labels=400``, ``val_per_class=5``, ...);
+    those left out take their defaults, and they are checked as a config's are.
+    """
+    split = resolve_split(split_keys)
+    available = torch.bincount(train_labels, minlength=len(class_names)).tolist()
+    wanted = check_counts(class_names, available, split)
+    val = split["val_per_class"]
+    generator = torch.Generator().manual_seed(split["split_seed"])
+    labeled, validation = [], []
+    for c in range(len(class_names)):
         members = torch.nonzero(train_labels == c).flatten()
         members = members[torch.randperm(len(members), generator=generator)]
         labeled.append(members[: wanted[c]])
-        validation.append(members[wanted[c] : need])
+        validation.append(members[wanted[c] : wanted[c] + val])
     labeled_idx = torch.sort(torch.cat(labeled)).values
     validation_idx = torch.sort(torch.cat(validation)).values
     taken = torch.zeros(len(train_labels), dtype=torch.bool)
     taken[labeled_idx] = True
     taken[validation_idx] = True
     return LabeledSplit(labeled_idx, torch.nonzero(~taken).flatten(), validation_idx)
+
+
+def split_keys(data_section: Mapping[str, Any]) -> dict[str, Any]:
+    """The split keys of a data section (the rest names the source)."""
+    return {key: data_section[key] for key in SPLIT_PARAMS if key in data_section}
+
+
+def split_faces(faces: FaceSet, data_section: Mapping[str, Any]) -> LabeledSplit:
+    """The split of a data section's training faces, as indices into the whole FaceSet (not into train)."""
+    train = faces.indices("train")
+    split = make_split(faces.labels[train], faces.class_names, **split_keys(data_section))
+    return LabeledSplit(train[split.labeled], train[split.unlabeled], train[split.validation])
+
+
+# ---- checks before training --------------------------------------------------------------------------------
+
+REQUIRED_SPLITS = ("train", "test")
+
+
+def check_split(faces: FaceSet, data_section: Mapping[str, Any], where: str) -> None:
+    """Refuse, with one line naming ``where`` (the data's path), the class and the numbers, data that cannot train
+    under this section: a missing or empty train or test split, a class with no training image, a class with
+    fewer training images than its labeled budget plus the validation hold-out.
+
+    Cheap (counts only): a driver calls it for every budget a study can sample, before any trial starts.
+    """
+    for name in REQUIRED_SPLITS:
+        present = name in faces.split_names and len(faces.indices(name)) > 0
+        if not present:
+            has = [s for s in faces.split_names if len(faces.indices(s))]
+            raise DataError(
+                f"{where}: the data has no {name!r} split (it has: {', '.join(has) or 'nothing'}); training needs "
+                f"'train' and 'test'. For the folder source name the split folders train/ and test/ (training/, "
+                f"testing/ also work), or use the flat <root>/<class>/<image> layout, which carves a test split out"
+            )
+    split = resolve_split(split_keys(data_section))
+    try:
+        check_counts(faces.class_names, faces.class_counts("train"), split)
+    except DataError as err:
+        raise DataError(f"{where}: {err}") from None

@@ -1,0 +1,165 @@
+"""The ablation ladder: per label budget and rung, mean ± std over seeds, each rung's gain over the previous rung
+and over the reference rung, with paired t-tests across seeds.
+
+The baselines (trials with role "baseline") are the first rungs, named by the baseline's name; the reference rung
+is the supervised-only baseline (else the first baseline; in a study without baselines, the first rung). Rungs
+follow the study's order, never the alphabet. Accuracies are in %, gains in percentage points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from analysis.baselines import BELOW_MAJORITY, Reference, below_majority, reference_rung
+from analysis.formatting import p_value, pm, signed
+from analysis.selection import finished, shown_numbers
+from analysis.stats import paired_t_test
+from analysis.study_layout import (
+    baseline_names,
+    baseline_rung,
+    budget_key,
+    format_budget,
+    pair_expr,
+    rung_order,
+    variant_order,
+    with_rungs,
+)
+
+METRICS = ("acc", "mca")
+TAGS = ("prev", "ref")  # against the previous rung, against the reference rung
+LADDER_SCHEMA = (
+    {"budget": pl.Float64, "rung": pl.String, "n": pl.Int64}
+    | {f"{m}_{s}": pl.Float64 for m in METRICS for s in ("mean", "std")}
+    | {"ref_rung": pl.String}
+    | {
+        f"{name}_{tag}": dtype
+        for tag in TAGS
+        for name, dtype in (
+            ("acc_gain", pl.Float64),
+            ("mca_gain", pl.Float64),
+            ("n_pairs", pl.Int64),
+            ("acc_t", pl.Float64),
+            ("acc_p", pl.Float64),
+            ("mca_t", pl.Float64),
+            ("mca_p", pl.Float64),
+        )
+    }
+)
+
+
+def reference_rung_name(trials: pl.DataFrame, study: dict[str, Any]) -> str | None:
+    """The rung gains are measured against: the supervised-only baseline's rung (else the first baseline's);
+    None when the study ran no baselines (then each budget's first rung is the reference)."""
+    name = reference_rung(baseline_names(trials, study))
+    return baseline_rung(name, variant_order(study, trials)) if name else None
+
+
+def ladder_table(
+    trials: pl.DataFrame, study: dict[str, Any], which: str = "val", statuses: Sequence[str] = ("complete",)
+) -> pl.DataFrame:
+    """The ladder: one row per label budget and rung (``LADDER_SCHEMA``), rungs in ``rung_order``.
+
+    n: the trials (seeds) of a rung; ``*_mean`` / ``*_std``: the shown accuracy (acc) and mean class accuracy
+    (mca) over them (``which``, see ``analysis.selection``), std with n - 1. ``*_prev``: the gain over the
+    previous rung present at that budget; ``*_ref``: over ``ref_rung``. Each gain is the difference of the
+    means; its paired t-test pairs the trials of the two rungs with the same seeds at that budget (n_pairs_*,
+    *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones).
+    """
+    shown = shown_numbers(trials, which)
+    if not trials.height or "variant" not in trials.columns or shown.acc not in trials.columns:
+        return pl.DataFrame(schema=LADDER_SCHEMA)
+    key = budget_key(trials, study)
+    order = {r: i for i, r in enumerate(rung_order(study, trials))}
+    frame = (
+        with_rungs(finished(trials), study)
+        .filter(pl.col("status").is_in(list(statuses)) & pl.col("rung").is_not_null())
+        .filter(pl.col(shown.acc).is_not_null())
+    )
+    frame = frame.select(
+        (pl.col(key).cast(pl.Float64) if key else pl.lit(None, dtype=pl.Float64)).alias("budget"),
+        "rung",
+        (pl.col(shown.acc) * 100).alias("acc"),
+        (pl.col(shown.mca) * 100 if shown.mca in frame.columns else pl.lit(None, dtype=pl.Float64)).alias("mca"),
+        pair_expr(frame),
+    )
+    if not frame.height:
+        return pl.DataFrame(schema=LADDER_SCHEMA)
+    stats = (
+        frame.group_by("budget", "rung")
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            *[pl.col(m).mean().alias(f"{m}_mean") for m in METRICS],
+            *[pl.col(m).std().alias(f"{m}_std") for m in METRICS],
+        )
+        .with_columns(pl.col("rung").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o"))
+        .sort("budget", "_o", nulls_last=True)
+        .drop("_o")
+    )
+    ref_name = reference_rung_name(trials, study)
+    rows = []
+    for part in stats.partition_by("budget", maintain_order=True):
+        records = part.to_dicts()
+        budget = records[0]["budget"]
+        here = frame.filter(pl.col("budget").is_null() if budget is None else pl.col("budget") == budget)
+        values = {
+            (r, m): dict(zip(g["pair"].to_list(), g[m].to_list())) for (r,), g in here.group_by("rung") for m in METRICS
+        }
+        ref = next((r for r in records if r["rung"] == ref_name), records[0])
+        for i, row in enumerate(records):
+            row["ref_rung"] = ref["rung"]
+            for tag, other in (("prev", records[i - 1] if i else None), ("ref", ref if row is not ref else None)):
+                row.update(_against(row, other, tag, values))
+            rows.append(row)
+    return pl.DataFrame(rows, schema=LADDER_SCHEMA)
+
+
+def _against(row: dict, other: dict | None, tag: str, values: dict) -> dict[str, Any]:
+    """The gains of ``row`` over ``other`` and their paired t-tests, as the ``*_{tag}`` columns."""
+    out: dict[str, Any] = {
+        f"{c}_{tag}": None for c in ("acc_gain", "mca_gain", "n_pairs", "acc_t", "acc_p", "mca_t", "mca_p")
+    }
+    if other is None:
+        return out
+    for m in METRICS:
+        if row[f"{m}_mean"] is not None and other[f"{m}_mean"] is not None:
+            out[f"{m}_gain_{tag}"] = row[f"{m}_mean"] - other[f"{m}_mean"]
+        mine, theirs = values[(row["rung"], m)], values[(other["rung"], m)]
+        common = [p for p in mine if p in theirs and mine[p] is not None and theirs[p] is not None]
+        test = paired_t_test([theirs[p] for p in common], [mine[p] for p in common])
+        out[f"{m}_t_{tag}"], out[f"{m}_p_{tag}"] = test.t, test.p
+        if m == "acc":
+            out[f"n_pairs_{tag}"] = test.n
+    return out
+
+
+def format_ladder(
+    table: pl.DataFrame, budget_label: str = "Labels", reference: Reference | None = None
+) -> pl.DataFrame:
+    """The ladder for reading: mean ± std strings, signed gains, p-values (with their pair counts), and the flag
+    of a rung below the majority-class rate (with ``reference``); one row per budget and rung."""
+    refs = table["ref_rung"].unique(maintain_order=True).to_list() if table.height else []
+    ref = refs[0] if len(refs) == 1 else "reference rung"
+
+    def pval(p: float | None, n: int | None) -> str:
+        return "" if p is None else f"{p_value(p)} (n={n})"
+
+    columns = {
+        budget_label: lambda r: format_budget(r["budget"]),
+        "Rung": lambda r: r["rung"],
+        "Seeds": lambda r: r["n"],
+        "Accuracy (%)": lambda r: pm(r["acc_mean"], r["acc_std"]),
+        "Mean class acc. (%)": lambda r: pm(r["mca_mean"], r["mca_std"]),
+        "Δ acc. vs prev. (pp)": lambda r: signed(r["acc_gain_prev"]),
+        "p vs prev.": lambda r: pval(r["acc_p_prev"], r["n_pairs_prev"]),
+        f"Δ acc. vs {ref} (pp)": lambda r: signed(r["acc_gain_ref"]),
+        f"p (acc.) vs {ref}": lambda r: pval(r["acc_p_ref"], r["n_pairs_ref"]),
+        f"Δ mean class acc. vs {ref} (pp)": lambda r: signed(r["mca_gain_ref"]),
+        f"p (mean class acc.) vs {ref}": lambda r: pval(r["mca_p_ref"], r["n_pairs_ref"]),
+    }
+    if reference is not None:
+        columns["Note"] = lambda r: BELOW_MAJORITY if below_majority(r["acc_mean"], r["mca_mean"], reference) else ""
+    rows = [{c: f(r) for c, f in columns.items()} for r in table.iter_rows(named=True)]
+    return pl.DataFrame(rows, schema={c: (pl.Int64 if c == "Seeds" else pl.String) for c in columns})

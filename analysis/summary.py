@@ -1,0 +1,260 @@
+"""The report's first table: the best config beside chance, the majority class, each baseline, and the best
+config's gain over the supervised-only baseline with a paired t-test across seeds.
+
+The best config is chosen by the study's ranking (``analysis.selection``: validation by default); its numbers
+are the shown ones (``--which``), as mean ± std over its seeds. Its gain pairs each of its seeds with the
+baseline trial of the same seeds at the same label budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from analysis.baselines import (
+    BELOW_MAJORITY,
+    Reference,
+    baseline_at,
+    baseline_table,
+    below_majority,
+    reference_levels,
+    reference_rung,
+)
+from analysis.formatting import p_value, pm
+from analysis.selection import Ranking, Shown, best_config, ranking, shown_numbers
+from analysis.stats import mean_std, paired_t_test
+from analysis.study_layout import (
+    baseline_names,
+    budget_key,
+    budget_label,
+    format_budget,
+    pair_columns,
+    pair_expr,
+    tuned_keys,
+)
+
+SUMMARY_COLUMNS = {
+    "row": pl.String,  # best / chance / majority / baseline / gain
+    "name": pl.String,
+    "n": pl.Int64,  # seeds (trials) behind the numbers; for a gain, the pairs
+    "acc_mean": pl.Float64,
+    "acc_std": pl.Float64,
+    "mca_mean": pl.Float64,
+    "mca_std": pl.Float64,
+    "acc_t": pl.Float64,
+    "acc_p": pl.Float64,
+    "mca_t": pl.Float64,
+    "mca_p": pl.Float64,
+    "note": pl.String,
+    "trial_ids": pl.String,
+}
+ONE_SEED = "one seed: no paired test"
+
+
+@dataclass
+class Summary:
+    data: pl.DataFrame  # SUMMARY_COLUMNS, in %
+    shown: Shown
+    ranking: Ranking
+    reference: Reference | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def oracle(self) -> bool:
+        return self.shown.oracle or self.ranking.oracle
+
+
+def _row(row: str, name: str, **values: Any) -> dict[str, Any]:
+    return {c: None for c in SUMMARY_COLUMNS} | {"row": row, "name": name} | values
+
+
+def describe(trial: dict[str, Any], study: dict[str, Any], budget: str | None) -> str:
+    """A config in a few words: its variant, its budget and its tuned values."""
+    parts = [str(trial["variant"])] if trial.get("variant") else []
+    if budget and trial.get(budget) is not None:
+        parts.append(f"{format_budget(trial[budget])} {budget_label(budget).lower()}")
+    for key in tuned_keys(study):
+        value = trial.get(key)
+        if value is not None:
+            parts.append(f"{key.rsplit('.', 1)[-1]} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(parts)
+
+
+def _flag(acc: float | None, mca: float | None, ref: Reference | None, note: str = "") -> str:
+    flag = BELOW_MAJORITY if below_majority(acc, mca, ref) else ""
+    return "; ".join(p for p in (note, flag) if p)
+
+
+def summary(trials: pl.DataFrame, epochs: pl.DataFrame, study: dict[str, Any], which: str = "val") -> Summary:
+    """The summary table (see the module docstring) and the notes that say how to read it."""
+    shown, rank = shown_numbers(trials, which), ranking(study, trials)
+    out = Summary(pl.DataFrame(schema=SUMMARY_COLUMNS), shown, rank, reference_levels(study, epochs))
+    budget = budget_key(trials, study)
+    ids = best_config(trials, study)
+    best = trials.filter(pl.col("trial_id").is_in(ids)) if ids and shown.acc in trials.columns else trials.clear()
+    rows = [best_row(best, ids, study, budget, shown, out.reference)] if best.height else []
+    if not best.height:
+        out.notes.append("no finished search trial has the ranking metric: no best config")
+    if out.reference is not None:
+        rows += reference_rows(out.reference)
+    else:
+        out.notes.append("no reference in study.json and no test confusion matrix recorded: no chance or majority rate")
+    rows += baseline_rows(trials, study, shown, budget, out.reference)
+    against = reference_rung(baseline_names(trials, study))
+    if against is None:
+        out.notes.append(
+            "no baseline trials (role baseline): no gain to report; `baselines: [supervised]` in the study file "
+            "runs supervised-only beside the search"
+        )
+    elif best.height:
+        at = best[budget][0] if budget and best[budget].n_unique() == 1 else None
+        where = f" at {format_budget(at)} {budget_label(budget).lower()}" if at is not None else ""
+        rows.append(gain_row(best, baseline_at(trials, study, against, ids[0]), f"{against}{where}", shown))
+    out.data = pl.DataFrame(rows, schema=SUMMARY_COLUMNS)
+    out.notes[:0] = summary_notes(out)
+    return out
+
+
+def _pct_stats(frame: pl.DataFrame, column: str) -> tuple[float | None, float | None]:
+    """Mean and sample std (in %) of a fractions column over the rows that have it."""
+    return (
+        mean_std([100 * v for v in frame[column].drop_nulls().to_list()]) if column in frame.columns else (None, None)
+    )
+
+
+def best_row(
+    best: pl.DataFrame, ids: list[str], study: dict[str, Any], budget: str | None, shown: Shown, ref: Reference | None
+) -> dict[str, Any]:
+    """The best config: its shown numbers over its seeds, flagged when below the majority-class rate."""
+    what = describe(best.filter(pl.col("trial_id") == ids[0]).row(0, named=True), study, budget)
+    (acc, acc_std), (mca, mca_std) = _pct_stats(best, shown.acc), _pct_stats(best, shown.mca)
+    return _row(
+        "best",
+        f"best config ({what})" if what else "best trial",
+        n=best.height,
+        acc_mean=acc,
+        acc_std=acc_std,
+        mca_mean=mca,
+        mca_std=mca_std,
+        note=_flag(acc, mca, ref),
+        trial_ids=", ".join(ids),
+    )
+
+
+def reference_rows(ref: Reference) -> list[dict[str, Any]]:
+    """Chance and the majority class of the test split."""
+    images = f" ({ref.test_images} test images)" if ref.test_images else ""
+    return [
+        _row(
+            "chance",
+            f"chance (1/{ref.classes})",
+            acc_mean=ref.chance_pct,
+            mca_mean=ref.chance_pct,
+            note="a uniform guess over the classes",
+        ),
+        _row(
+            "majority",
+            f"majority class ({ref.majority_class})",
+            acc_mean=ref.majority_acc_pct,
+            mca_mean=ref.majority_mca_pct,
+            note=f"always answering {ref.majority_class}{images}",
+        ),
+    ]
+
+
+def baseline_rows(
+    trials: pl.DataFrame, study: dict[str, Any], shown: Shown, budget: str | None, ref: Reference | None
+) -> list[dict[str, Any]]:
+    """Each baseline at each budget: mean ± std over its seeds, flagged when below the majority-class rate."""
+    rows = []
+    for b in baseline_table(trials, study, shown, budget).iter_rows(named=True):
+        at = (
+            f", {format_budget(b['budget'])} {budget_label(budget).lower()}"
+            if budget and b["budget"] is not None
+            else ""
+        )
+        rows.append(
+            _row(
+                "baseline",
+                f"baseline {b['baseline']}{at}",
+                n=b["n"],
+                acc_mean=b["acc_mean"],
+                acc_std=b["acc_std"],
+                mca_mean=b["mca_mean"],
+                mca_std=b["mca_std"],
+                note=_flag(b["acc_mean"], b["mca_mean"], ref),
+                trial_ids=b["trial_ids"],
+            )
+        )
+    return rows
+
+
+def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) -> dict[str, Any]:
+    """The best config's gain over the trials ``base`` of the baseline ``name`` (at the best config's budget, which
+    ``name`` may say):
+    the difference of their means, in points, with a paired t-test of the seeds both ran when the best config
+    has several seeds."""
+    label = f"gain over {name} (pp)"
+    if not base.height:
+        return _row("gain", label, note=f"no baseline trial of {name}: no gain")
+    out = _row("gain", label)
+    for key, column in (("acc", shown.acc), ("mca", shown.mca)):
+        mine, theirs = _pct_stats(best, column)[0], _pct_stats(base, column)[0]
+        out[f"{key}_mean"] = None if mine is None or theirs is None else mine - theirs
+        if best.height > 1 and column in best.columns:
+            pairs = (
+                best.select(pair_expr(best), (pl.col(column) * 100).alias("b"))
+                .join(base.select(pair_expr(base), (pl.col(column) * 100).alias("a")), on="pair")
+                .drop_nulls()
+            )
+            test = paired_t_test(pairs["a"].to_list(), pairs["b"].to_list())
+            out |= {f"{key}_t": test.t, f"{key}_p": test.p} | ({"n": test.n} if key == "acc" else {})
+    if best.height < 2:
+        out["note"] = ONE_SEED
+    elif (out["n"] or 0) < 2:
+        out["note"] = f"{out['n'] or 0} seed(s) shared with {name}: no paired test"
+    else:
+        out["note"] = f"paired t-test over {out['n']} seeds ({'/'.join(pair_columns(best))}), two-sided"
+    return out
+
+
+def summary_notes(out: Summary) -> list[str]:
+    notes = [f"numbers: {out.shown.what} of each trial, in %; mean ± sample std over seeds"]
+    if out.shown.note:
+        notes.append(out.shown.note)
+    notes.append(
+        f"best config: ranked on `{out.ranking.column}` ({'higher' if out.ranking.descending else 'lower'} is better), "
+        "the mean over its seeds; diverged and error trials never count"
+    )
+    if out.ranking.note:
+        notes.append(out.ranking.note)
+    if out.reference is not None:
+        notes.append(f"chance and majority class: from {out.reference.source}")
+    return notes
+
+
+def display(table: pl.DataFrame) -> pl.DataFrame:
+    """The summary for reading: mean ± std, signed gains with their p-values."""
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        if r["row"] != "gain":
+            return pm(r[f"{key}_mean"], r[f"{key}_std"])
+        if r[f"{key}_mean"] is None:
+            return "–"
+        p = p_value(r[f"{key}_p"])
+        return f"{r[f'{key}_mean']:+.1f}" + (f" (p {p})" if p else "")
+
+    rows = [
+        {
+            "": r["name"],
+            "Seeds": r["n"],
+            "Test accuracy (%)": cell(r, "acc"),
+            "Test mean class acc. (%)": cell(r, "mca"),
+            "Note": r["note"] or "",
+        }
+        for r in table.iter_rows(named=True)
+    ]
+    schema = {"": pl.String, "Seeds": pl.Int64, "Test accuracy (%)": pl.String, "Test mean class acc. (%)": pl.String}
+    return pl.DataFrame(rows, schema=schema | {"Note": pl.String})
