@@ -76,6 +76,15 @@ def test_reading_results_imports_neither_torch_nor_the_trainer(nan_study):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+def test_the_new_results_load_in_the_report(nan_study, tmp_path):
+    from ablate import report
+
+    assert report.main([str(nan_study), "--out", str(tmp_path / "report")]) == 0
+    index = (tmp_path / "report" / "index.md").read_text()
+    diverged = pl.read_parquet(nan_study / "trials.parquet").filter(pl.col("status") == "diverged")["trial_id"]
+    assert diverged.len() and all(trial_id in index for trial_id in diverged)  # listed, not ranked
+
+
 @pytest.mark.parametrize("fixture", ["search", "ablation"])
 def test_results_written_before_the_change_still_load_in_the_report(fixture, tmp_path):
     from ablate import report
