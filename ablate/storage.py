@@ -9,6 +9,7 @@ object store's upload is whole or nothing by itself.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,17 +32,37 @@ class Storage:
     """One folder of a study's storage, local or remote, and the file operations ablate needs there."""
 
     def __init__(self, location: str | os.PathLike):
+        location = str(location)
+        # not resolve(): a symlinked folder stays what the user named, and a URI stays a URI
+        self.location = location if is_uri(location) else os.path.abspath(location)
+
+    @cached_property
+    def _fs_and_root(self):
+        """The file system and this folder's path on it, found on first use (an object store's may need the network)."""
         import pyarrow.fs as pafs
 
-        location = str(location)
-        if is_uri(location):
-            self.location = location
-            self.fs, path = pafs.FileSystem.from_uri(location)
+        if is_uri(self.location):
+            fs, path = pafs.FileSystem.from_uri(self.location)
         else:
-            self.location = os.path.abspath(location)  # not resolve(): a symlinked folder stays what the user named
-            self.fs, path = pafs.LocalFileSystem(), self.location
-        self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.root = path.rstrip("/") or "/"
+            fs, path = pafs.LocalFileSystem(), self.location
+        return fs, path.rstrip("/") or "/"
+
+    @property
+    def fs(self):
+        return self._fs_and_root[0]
+
+    @property
+    def root(self) -> str:
+        return self._fs_and_root[1]
+
+    @property
+    def local(self) -> bool:
+        """A local folder, or a file:// URI."""
+        if not is_uri(self.location):
+            return True
+        import pyarrow.fs as pafs
+
+        return isinstance(self.fs, pafs.LocalFileSystem)
 
     def __repr__(self) -> str:
         return f"Storage({self.location!r})"
