@@ -94,7 +94,7 @@ def equalize(x: Tensor, v: Tensor) -> Tensor:
     b, c = x.shape[:2]
     levels = (x.reshape(b * c, -1) * 255.0).long()
     counts = torch.zeros(b * c, 256, device=x.device, dtype=x.dtype)
-    counts.scatter_add_(1, levels, torch.ones_like(levels, dtype=x.dtype))
+    counts.scatter_add_(1, levels, torch.ones((), device=x.device, dtype=x.dtype).expand(levels.shape))
     present = torch.where(counts > 0, torch.arange(256, device=x.device), 0)
     highest = counts.gather(1, present.amax(1, keepdim=True))
     step = torch.div(counts.sum(1, keepdim=True) - highest, 255, rounding_mode="floor")
@@ -110,7 +110,7 @@ def posterize(x: Tensor, bits: Tensor) -> Tensor:
     float maths: Kornia's round trip through uint8 with per-sample shifts was four times slower on CPU.
     """
     quantum = _per_sample(torch.exp2(8.0 - bits.floor()).to(x.dtype))  # a power of two, so x * 255 / q is exact
-    return torch.floor(x * (255.0 / quantum)).mul_(quantum / 255.0)
+    return (x * (255.0 / quantum)).floor_().mul_(quantum / 255.0)
 
 
 def sharpness(x: Tensor, factor: Tensor) -> Tensor:

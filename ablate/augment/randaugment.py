@@ -22,8 +22,9 @@ are fixed by the batch size alone, and the randomness is in who joins which grou
    the next permutation composed with the inverse of this one; padding rows go to padding rows), and after the
    last slot straight to their samples' own positions (padding rows to the positions after the batch).
 
-So the batch is gathered once at the start, and each slot costs its operations on ``m`` rows plus one copy of
-the batch (``m - n``, the padding, is at most ``k - 1`` rows, none when ``k`` divides the batch).
+So the batch is gathered once at the start, each slot costs its operations on ``m`` rows plus one copy of the
+batch, and two buffers of ``m`` rows serve all the slots in turn (``m - n``, the padding, is at most ``k - 1``
+rows, none when ``k`` divides the batch).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class PerSampleRandAugment:
         m = share * len(self.ops)
         perm = torch.randperm(m, device=device, generator=generator)  # row r holds sample perm[r] (padding if >= n)
         rows = _unit(x.index_select(0, perm.clamp(max=n - 1)))
+        spare = torch.empty_like(rows)  # the slots write into ``spare`` and ``rows`` in turn
         for slot in range(self.slots):
             values, applied = self._row_values(share, device, generator)
             if slot + 1 < self.slots:
@@ -71,9 +73,8 @@ class PerSampleRandAugment:
                 destination = _inverse(next_perm).index_select(0, perm)  # where each row's sample goes next
             else:
                 next_perm, destination = perm, perm  # sample j to position j, padding after the batch
-            out = torch.empty_like(rows)
-            self._one_slot(rows, values, applied, share, out, destination)
-            rows, perm = out, next_perm
+            self._one_slot(rows, values, applied, share, spare, destination)
+            rows, spare, perm = spare, rows, next_perm
         return rows[:n]
 
     def _ranges_on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

@@ -11,7 +11,11 @@ Views (input uint8 [B, 3, H, W], output float32 [B, 3, H, W], normalised with ``
 - ``weak``: horizontal flip (``flip_p``) and, with probability ``crop_p``, a random crop of the image padded by
   ``pad = max(1, round(pad_fraction * side))`` pixels (``pad_mode``).
 - ``strong``: the weak flip and crop, ``strong_ops`` RandAugment operations drawn per sample
-  (``randaugment.py``, the pool in ``ops.py``) and cutout, in the order ``strong_order`` says.
+  (``randaugment.py``, the pool in ``ops.py``) and cutout, in the order ``strong_order`` says:
+  ``geometry_first`` (FixMatch) flips and crops, then applies the operations and cutout; ``ops_first`` (Ada-CM)
+  applies the operations and cutout to the image, then crops and flips it, so the crop's padding is never
+  transformed and the cutout square moves with the crop. (Ada-CM also resizes its 100 px faces to 224 between
+  the two; here the images already have their training size.)
 
 Cutout (FixMatch's paper, Ada-CM's code): one square per sample, its side a fraction of the image side drawn
 uniformly in [0, ``cutout``], centred uniformly over the image and clipped at its borders, filled with
@@ -201,8 +205,8 @@ class Augmenter:
 
     The options are those of ``PARAMS`` (their docs say what each does and what the references use); each is
     checked by its Param, and the few checks a Param cannot express (RGB triples, operation names) are done
-    here. ``run_config`` resolves a study's ``augment``
-    section against ``PARAMS`` and builds ``Augmenter(image_size, **resolved)``.
+    here. ``run_config`` resolves a study's ``augment`` section against ``PARAMS`` and builds
+    ``Augmenter(image_size, **resolved)``.
 
     It is not tied to a device: its few constants are made on each device the first time a batch from there
     comes, so one augmenter serves CPU and CUDA batches alike.
