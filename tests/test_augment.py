@@ -200,6 +200,16 @@ def test_cutout_adacm_fill_is_the_official_grey():
     assert (cut == torch.tensor(ADACM_CUTOUT_GREY, dtype=cut.dtype)).all()
 
 
+def test_nearest_interpolation_keeps_the_images_levels():
+    """Two-level images: nearest moves pixels (levels 50, 200, or black where uncovered); bilinear mixes them."""
+    x = ((images(n=8) > 127) * 150 + 50).to(torch.uint8)
+    options = dict(ops=["rotate", "shear_x"], strong_ops=2, cutout=0.0, flip_p=0.0, crop_p=0.0)
+    nearest = denormalize(Augmenter(32, interpolation="nearest", **options).strong(x, gen(0)))
+    assert set(nearest.unique().tolist()) <= {0.0, 50.0, 200.0}
+    bilinear = denormalize(Augmenter(32, **options).strong(x, gen(0)))
+    assert not set(bilinear.unique().tolist()) <= {0.0, 50.0, 200.0}
+
+
 def test_weak_crops_with_probability_crop_p():
     """Ada-CM applies its padded crop with p = 0.5: with a pad of 3 px, an uncropped view is the image itself
     and a cropped one is the image only when its offset is (0, 0), 1 in 49."""
@@ -291,6 +301,7 @@ def test_same_seed_same_views_other_seed_other_views(device, options):
         ({"ops": 5}, "ops"),
         ({"strong_order": "random"}, "strong_order"),
         ({"cutout_fill": "black"}, "cutout_fill"),
+        ({"interpolation": "bicubic"}, "interpolation"),
         ({"crop_p": True}, "crop_p"),
         ({"magnitude": "0.5"}, "magnitude"),
     ],
@@ -319,7 +330,9 @@ def test_params_are_the_augmenters_options_with_its_defaults():
         assert param.doc, name
 
 
-@pytest.mark.parametrize("name", ["strong_order", "strong_ops", "pad_mode", "cutout_fill", "crop_p", "op_p"])
+@pytest.mark.parametrize(
+    "name", ["strong_order", "strong_ops", "pad_mode", "cutout_fill", "crop_p", "op_p", "interpolation"]
+)
 def test_fidelity_options_name_the_official_values(name):
     assert "Ada-CM" in PARAMS[name].doc and ".py:" in PARAMS[name].doc
 

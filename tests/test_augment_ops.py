@@ -112,6 +112,17 @@ def test_geometric_operations_are_kornias_warp_about_the_centre(name):
     torch.testing.assert_close(warp(x, linear, shift), expected, atol=2e-5, rtol=0)
 
 
+def test_nearest_warp_moves_pixels_without_mixing_them():
+    """PIL's default resample (the references'): each output pixel is one input pixel of its image, or black."""
+    x = levels(n=3, side=15, low=1)
+    linear, shift = next(o for o in POOL if o.name == "rotate").affine(torch.tensor([17.0, -25.0, 30.0]), 15, 15)
+    y = warp(x, linear, shift, mode="nearest")
+    for i in range(3):
+        for c in range(3):
+            assert set(y[i, c].unique().tolist()) <= set(x[i, c].unique().tolist()) | {0.0}
+    assert not torch.equal(y, warp(x, linear, shift))  # bilinear mixes neighbours
+
+
 def test_translate_moves_whole_pixels():
     x = torch.rand(2, 3, 16, 16)
     y = op("translate_x")(x, torch.tensor([0.25, -0.25]))

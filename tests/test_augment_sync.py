@@ -136,7 +136,7 @@ def watched(view, *args) -> list[str]:
 CONFIGS = [
     {},
     {"strong_order": "ops_first", "strong_ops": 3, "pad_mode": "zeros", "cutout_fill": "adacm", "crop_p": 0.5},
-    {"op_p": 0.5, "magnitude": 0.3},
+    {"op_p": 0.5, "magnitude": 0.3, "interpolation": "nearest"},
     {"ops": ["rotate", "equalize", "autocontrast", "identity"], "strong_ops": 4},
     {"flip_p": 0.0, "crop_p": 0.0, "cutout": 0.0},
 ]

@@ -13,8 +13,9 @@ autocontrast are written out because Kornia's namesakes mean something else than
 
 The geometric operations (rotate, shear, translate) are affine maps about the image centre. Each declares its
 map (``Op.affine``) rather than warping by itself, so that the dispatch can warp a whole run of them with one
-``grid_sample``. Differences from PIL, chosen on purpose: bilinear interpolation (PIL: nearest) and shear about
-the centre (PIL: the top-left corner), so that the face stays in frame; the uncovered area is black, as in PIL.
+``grid_sample``. They interpolate bilinearly by default (PIL, so the references: nearest, which the augmenter's
+``interpolation`` option gives) and shear about the centre (PIL: the top-left corner, which moves the face out
+of frame); the uncovered area is black, as in PIL.
 """
 
 from __future__ import annotations
@@ -136,16 +137,16 @@ def solarize(x: Tensor, threshold: Tensor) -> Tensor:
 # ---- geometric operations: affine maps about the centre, warped together ------------------------------------
 
 
-def warp(x: Tensor, linear: Tensor, shift: Tensor) -> Tensor:
+def warp(x: Tensor, linear: Tensor, shift: Tensor, mode: str = "bilinear") -> Tensor:
     """Move each image by its affine map about the centre: a source pixel ``p`` lands on
     ``linear @ (p - centre) + centre + shift`` (``linear`` [b, 2, 2], ``shift`` [b, 2] pixels, x then y).
 
-    Bilinear, black outside the image; the same as Kornia's ``warp_affine`` with ``align_corners=True`` of the
-    matrix ``[linear | centre - linear @ centre + shift]`` (a test checks it), without its host-side matrix
-    bookkeeping. Each output pixel reads the inverse map, written out for a 2x2 matrix, in the normalised
-    coordinates of ``grid_sample`` (``2 p / (side - 1) - 1``, so the centre is 0). The sampling grid is affine
-    in the column and in the row, so it is built as sums of a per-column and a per-row term (``affine_grid``'s
-    batched 3-wide matrix product is slow on CPUs).
+    Bilinear (or ``mode="nearest"``, PIL's default), black outside the image; the same as Kornia's
+    ``warp_affine`` with ``align_corners=True`` of the matrix ``[linear | centre - linear @ centre + shift]`` (a
+    test checks it), without its host-side matrix bookkeeping. Each output pixel reads the inverse map, written
+    out for a 2x2 matrix, in the normalised coordinates of ``grid_sample`` (``2 p / (side - 1) - 1``, so the
+    centre is 0). The sampling grid is affine in the column and in the row, so it is built as sums of a
+    per-column and a per-row term (``affine_grid``'s batched 3-wide matrix product is slow on CPUs).
     """
     n, _, h, w = x.shape
     a, b, c, d = linear.to(x.dtype).flatten(1).unbind(1)
@@ -160,7 +161,7 @@ def warp(x: Tensor, linear: Tensor, shift: Tensor) -> Tensor:
     row_terms = torch.stack([ib * (sx / sy), id_], 1).view(n, 1, 1, 2) * v.view(1, h, 1, 1)
     offsets = torch.stack([-sx * (ia * tx + ib * ty), -sy * (ic * tx + id_ * ty)], 1).view(n, 1, 1, 2)
     grid = (row_terms + offsets) + column_terms  # [n, h, w, 2]
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
 
 
 def _matrices(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
@@ -215,10 +216,10 @@ class Op:
         if (self.image is None) == (self.affine is None):
             raise TypeError(f"operation {self.name!r}: give exactly one of image= and affine=")
 
-    def apply(self, x: Tensor, v: Tensor) -> Tensor:
-        """The operation on images ``x`` with values ``v`` ([b])."""
+    def apply(self, x: Tensor, v: Tensor, interpolation: str = "bilinear") -> Tensor:
+        """The operation on images ``x`` with values ``v`` ([b]); ``interpolation`` is for geometric ones."""
         if self.affine is not None:
-            return warp(x, *self.affine(v, x.shape[-2], x.shape[-1]))
+            return warp(x, *self.affine(v, x.shape[-2], x.shape[-1]), mode=interpolation)
         return self.image(x, v)  # type: ignore[misc]
 
     @property

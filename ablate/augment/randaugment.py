@@ -40,11 +40,15 @@ from ablate.augment.ops import Op, warp
 class PerSampleRandAugment:
     """``slots`` operations of ``ops`` per sample, each with its own value (``magnitude`` None: a strength
     uniform in [0, 1) per sample and slot; a number: that strength for all), each applied with probability
-    ``op_p``. The options are checked by ``Augmenter``; this class only applies them.
+    ``op_p``; the geometric ones warp with ``interpolation``. The options are checked by ``Augmenter``; this
+    class only applies them.
     """
 
-    def __init__(self, ops: Sequence[Op], slots: int, magnitude: float | None, op_p: float):
+    def __init__(
+        self, ops: Sequence[Op], slots: int, magnitude: float | None, op_p: float, interpolation: str = "bilinear"
+    ):
         self.ops = tuple(ops)
+        self.interpolation = interpolation
         self.slots = slots
         self.magnitude = magnitude
         self.op_p = op_p
@@ -111,7 +115,8 @@ class PerSampleRandAugment:
                     self.ops[i].affine(value[(i - first) * share : (i - first + 1) * share], h, w)  # type: ignore[misc]
                     for i in range(first, last)
                 ]
-                result = warp(part, torch.cat([linear for linear, _ in maps]), torch.cat([shift for _, shift in maps]))
+                linear, shift = torch.cat([linear for linear, _ in maps]), torch.cat([shift for _, shift in maps])
+                result = warp(part, linear, shift, mode=self.interpolation)
             else:
                 result = part if op.is_identity else op.apply(part, value)
             if self.op_p < 1.0 and not op.is_identity:

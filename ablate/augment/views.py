@@ -47,6 +47,7 @@ ADACM_CUTOUT_GREY = (125, 123, 114)  # dataset/randaugment.py:136 of Ada-CM, 8-b
 
 PAD_MODES = ("reflect", "zeros")
 STRONG_ORDERS = ("geometry_first", "ops_first")
+INTERPOLATIONS = ("bilinear", "nearest")
 CUTOUT_FILLS = ("mean", "adacm")
 
 # The references cited below: Ada-CM = hangyu94/Ada-CM at aca2b35 (main.py, dataset/raf.py,
@@ -121,6 +122,12 @@ PARAMS: dict[str, Param] = {
         nullable=True,
         low=0.0,
         high=1.0,
+    ),
+    "interpolation": Param(
+        "bilinear",
+        "how rotate, shear and translate resample: bilinear or nearest (Ada-CM and FixMatch: nearest, PIL's "
+        "default resample in img.rotate and img.transform, Ada-CM dataset/randaugment.py:51-98)",
+        choices=INTERPOLATIONS,
     ),
     "op_p": Param(
         1.0,
@@ -225,6 +232,7 @@ class Augmenter:
         strong_ops: int = PARAMS["strong_ops"].default,
         ops: Sequence[str] | None = PARAMS["ops"].default,
         magnitude: float | None = PARAMS["magnitude"].default,
+        interpolation: str = PARAMS["interpolation"].default,
         op_p: float = PARAMS["op_p"].default,
         cutout: float = PARAMS["cutout"].default,
         cutout_fill: str = PARAMS["cutout_fill"].default,
@@ -241,11 +249,14 @@ class Augmenter:
         self.ops = _check_ops(options["ops"])
         self.strong_ops = options["strong_ops"]
         self.magnitude, self.op_p = options["magnitude"], options["op_p"]
+        self.interpolation = options["interpolation"]
         self.cutout, self.cutout_fill = options["cutout"], options["cutout_fill"]
         fill = self.mean if self.cutout_fill == "mean" else tuple(level / 255 for level in ADACM_CUTOUT_GREY)
         self._fill_unit = fill
         self._fill_normalised = tuple((f - m) / s for f, m, s in zip(fill, self.mean, self.std))  # mean: exactly 0
-        self.randaugment = PerSampleRandAugment(self.ops, self.strong_ops, self.magnitude, self.op_p)
+        self.randaugment = PerSampleRandAugment(
+            self.ops, self.strong_ops, self.magnitude, self.op_p, self.interpolation
+        )
         self._on_device: dict[torch.device, tuple[Tensor, ...]] = {}
 
     @staticmethod
