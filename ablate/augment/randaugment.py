@@ -61,7 +61,8 @@ class PerSampleRandAugment:
         return self.slots > 0 and self.op_p > 0 and not all(op.is_identity for op in self.ops)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """uint8 [n, 3, H, W] or float images in [0, 1] -> float images in [0, 1], new."""
+        """uint8 [n, 3, H, W] or float images in [0, 1] -> float images in [0, 1]: a new tensor, unless ``x`` is
+        float and no operation can apply (then ``x`` itself)."""
         if not self.active or x.shape[0] == 0:
             return _unit(x)
         n, device = x.shape[0], x.device
