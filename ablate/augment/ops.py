@@ -89,11 +89,11 @@ def equalize(x: Tensor, v: Tensor) -> Tensor:
     """PIL ``ImageOps.equalize`` of each channel's 8-bit levels ``floor(255 x)``, as ``kornia.enhance.equalize``:
     a 256-bin histogram per channel, the lookup table ``(cumulative count before the level + step // 2) // step``
     with ``step = (pixels - count of the highest level present) // 255``; a channel whose step is 0 is left as
-    it is. All channels of all images at once, without Kornia's range check (a reduction read on the host
-    on some devices): the values here are in [0, 1] by construction.
+    it is. All channels of all images at once, without Kornia's range check (a reduction, read on the host on
+    some devices): the values here are in [0, 1] by construction, and clamped to the bins.
     """
     b, c = x.shape[:2]
-    levels = (x.reshape(b * c, -1) * 255.0).long()
+    levels = (x.reshape(b * c, -1) * 255.0).long().clamp_(0, 255)  # a value a hair above 1 stays a valid bin
     counts = torch.zeros(b * c, 256, device=x.device, dtype=x.dtype)
     counts.scatter_add_(1, levels, torch.ones((), device=x.device, dtype=x.dtype).expand(levels.shape))
     present = torch.where(counts > 0, torch.arange(256, device=x.device), 0)
