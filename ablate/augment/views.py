@@ -194,6 +194,13 @@ def _check_ops(ops: Sequence[str] | None) -> tuple[Op, ...]:
     return tuple(op for op in POOL if op.name in ops)
 
 
+def _reflect(index: Tensor, side: int) -> Tensor:
+    """Fold coordinates up to ``side - 1`` outside [0, side) back in, as reflect padding does (edge not
+    repeated): -1 -> 1, side -> side - 2."""
+    index = index.abs()
+    return torch.where(index > side - 1, 2 * (side - 1) - index, index)
+
+
 def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
     if generator is not None and generator.device.type != device.type:
         raise ValueError(
@@ -318,9 +325,10 @@ class Augmenter:
         return y.mul_(scale_unit).add_(shift)
 
     def _flip_crop(self, x: Tensor, g: torch.Generator | None) -> Tensor:
-        """The weak view's geometry, one gather from the padded image (uint8 or float): output pixel (i, j) of a
-        cropped sample reads padded pixel (i + dy, j + dx), offsets uniform in [0, 2 pad]; uncropped samples
-        read (i + pad, j + pad), the image itself; flipped samples read column ``W - 1 - j`` first."""
+        """The weak view's geometry as one gather (uint8 or float): output pixel (i, j) of a cropped sample reads
+        pixel (i + dy - pad, j + dx - pad) of the image, offsets uniform in [0, 2 pad], and uncropped samples read
+        (i, j); flipped samples read column ``W - 1 - j`` first. Reads outside the image are folded back into it
+        (reflect: no padded copy is made) or read from a zero-padded copy (zeros)."""
         b, c, h, w = x.shape
         (ph, pw), device = self.pad, x.device
         flip = torch.rand(b, device=device, generator=g) < self.flip_p
@@ -328,13 +336,16 @@ class Augmenter:
         dy, dx = (torch.randint(0, 2 * p + 1, (b, 1), device=device, generator=g) for p in (ph, pw))
         if self.flip_p == 0 and (self.crop_p == 0 or ph + pw == 0):
             return x  # nothing moves; the draws above keep the random stream the same either way
-        padded = F.pad(x, (pw, pw, ph, ph), mode="reflect" if self.pad_mode == "reflect" else "constant")
-        hp, wp = h + 2 * ph, w + 2 * pw
         cols = torch.arange(w, device=device).expand(b, w)
-        cols = torch.where(flip.unsqueeze(1), w - 1 - cols, cols) + torch.where(crop.unsqueeze(1), dx, pw)
-        rows = torch.arange(h, device=device).expand(b, h) + torch.where(crop.unsqueeze(1), dy, ph)
-        index = (rows.unsqueeze(2) * wp + cols.unsqueeze(1)).view(b, 1, h * w).expand(b, c, h * w)
-        return torch.gather(padded.reshape(b, c, hp * wp), 2, index).view(b, c, h, w)
+        cols = torch.where(flip.unsqueeze(1), w - 1 - cols, cols) + torch.where(crop.unsqueeze(1), dx - pw, 0)
+        rows = torch.arange(h, device=device).expand(b, h) + torch.where(crop.unsqueeze(1), dy - ph, 0)
+        if self.pad_mode == "reflect":
+            source, rows, cols = x, _reflect(rows, h), _reflect(cols, w)
+        else:
+            source, rows, cols = F.pad(x, (pw, pw, ph, ph)), rows + ph, cols + pw
+        hs, ws = source.shape[-2:]
+        index = (rows.unsqueeze(2) * ws + cols.unsqueeze(1)).view(b, 1, h * w).expand(b, c, h * w)
+        return torch.gather(source.reshape(b, c, hs * ws), 2, index).view(b, c, h, w)
 
     def _cutout(self, y: Tensor, g: torch.Generator | None, normalised: bool) -> Tensor:
         """Fill one square per sample with the cutout colour, in place; its side is uniform in [0, cutout] of the
