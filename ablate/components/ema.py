@@ -17,6 +17,13 @@ MixMatch-pytorch:
 
 The teacher starts as a copy of the student (``attach``), as the official ``WeightEMA.__init__`` copies the
 EMA model into the student so that the two start identical (``main.py:346-347``).
+
+Fit ``decay`` to the run's length: after t steps the teacher still holds decay^t of its initial weights (0.999:
+92 % after 80 steps, 45 % after 800). Measured on FER2013 (ResNet-18, 48 px, 16 + 16 per step): with 0.999 and
+``copy``, such a teacher normalises its mostly-initial activations with the student's statistics and put 99-100 %
+of the test faces in one class at 80, 160 and 240 steps; ``average`` spread its predictions a little (75-99 % in
+one class) but it still trailed the student by 4.7 to 7.4 points; with 0.99 the teacher followed the student from
+the first epoch.
 """
 
 from __future__ import annotations
