@@ -109,8 +109,7 @@ ADACM_FAST_CHANGES = {
     "model.name": "small_cnn",
     "model.head": "linear",
     "model.dropout": 0.0,
-    "data.options.image_size": None,  # synthfer's default size (64) instead of 224
-    "data.options": {},
+    "data.options.image_size": 64,  # synthfer's default size instead of 224
     "trainer.epochs": 10,
     "trainer.steps_per_epoch": 100,
     "trainer.batch_size": 32,
@@ -174,7 +173,7 @@ def test_fixmatch_preset_carries_the_reference_settings():
 # ---- every preset runs ----------------------------------------------------------------------------------
 
 TINY = {
-    "data": {"options": {"scale": 0.05, "image_size": 32}},
+    "data": {"options": {"scale": 0.05, "image_size": 32}, "val_per_class": 2},
     "trainer": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 8, "mu": 2, "eval_unlabeled": 16},
 }
 
