@@ -3,14 +3,12 @@ between Ada-CM's two presets."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 from pathlib import Path
 
 import pytest
 
 from ablate.data import load_dataset
-from ablate.errors import ConfigError
 from ablate.params import flatten, load_yaml
 from ablate.run_config import resolve_config
 from ablate.study import build_study, merge
@@ -20,35 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "presets"
 LADDER = ROOT / "search_spaces" / "adacm_fidelity.yaml"
 
-# Augment keys that another branch adds (the strong view's order and cutout's fill). Until they are on main, the
-# presets are checked with them removed; their values are still checked in the YAML itself.
-PENDING_AUGMENT_KEYS = ("strong_order", "cutout_fill")
-
-
-def _pending_here() -> list[str]:
-    """The pending augment keys this checkout's schema does not know yet."""
-    unknown = []
-    for key in PENDING_AUGMENT_KEYS:
-        try:
-            resolve_config({"components": {"supervised": {"enabled": True}}, "augment": {key: None}})
-        except ConfigError as err:
-            if "unknown" in str(err) and key in str(err):
-                unknown.append(key)
-    return unknown
-
-
-def _without_pending(raw: dict) -> dict:
-    """``raw`` with the pending augment keys removed from it and its variants, if this checkout lacks them."""
-    raw = copy.deepcopy(raw)
-    for section in [raw, *raw.get("variants", {}).values()]:
-        for key in _pending_here():
-            section.get("augment", {}).pop(key, None)
-    return raw
-
 
 def resolved_preset(name: str, overrides: dict | None = None) -> dict:
-    raw = _without_pending(load_yaml(PRESETS / f"{name}.yaml"))
-    return resolve_config(merge(raw, overrides or {}))
+    return resolve_config(merge(load_yaml(PRESETS / f"{name}.yaml"), overrides or {}))
 
 
 # ---- Ada-CM ---------------------------------------------------------------------------------------------
@@ -76,6 +48,9 @@ ADACM_OFFICIAL = {
     "augment.op_p": 1.0,  # dataset/randaugment.py:172-174
     "augment.cutout": 0.5,  # dataset/randaugment.py:175
     "augment.magnitude": None,  # dataset/randaugment.py:173
+    "augment.strong_order": "ops_first",  # dataset/raf.py:16
+    "augment.cutout_fill": "adacm",  # dataset/randaugment.py:136
+    "augment.interpolation": "nearest",  # PIL's default in dataset/randaugment.py
     "components.supervised.weight": 0.5,  # main.py:238
     "components.threshold.policy": "adaptive",
     "components.threshold.floor": 0.8,  # main.py:140,379
@@ -90,7 +65,6 @@ ADACM_OFFICIAL = {
     "components.ema.student_decay": 0.02 * 0.0005,  # main.py:344,356
     "components.ema.teacher_pseudo_labels": False,  # main.py:216-219
 }
-ADACM_OFFICIAL_PENDING = {"strong_order": "ops_first", "cutout_fill": "adacm"}  # raf.py:16, randaugment.py:136
 
 
 def test_adacm_preset_carries_the_official_settings():
@@ -100,8 +74,6 @@ def test_adacm_preset_carries_the_official_settings():
     assert config["augment.pad_fraction"] * 224 == pytest.approx(8)  # RandomCrop(224, padding=8)
     assert all(config[f"components.{c}.enabled"] for c in ("supervised", "threshold", "pseudo_label", "contrastive"))
     assert not config["components.negative.enabled"]
-    raw_augment = load_yaml(PRESETS / "adacm.yaml")["augment"]
-    assert {k: raw_augment[k] for k in ADACM_OFFICIAL_PENDING} == ADACM_OFFICIAL_PENDING
 
 
 # What adacm_fast changes, and nothing else (its header says why).
@@ -118,19 +90,18 @@ ADACM_FAST_CHANGES = {
     "trainer.precision": "auto",
     "augment.pad_mode": "reflect",
     "augment.strong_ops": 2,
+    "augment.strong_order": "geometry_first",
+    "augment.cutout_fill": "mean",
+    "augment.interpolation": "bilinear",
     "components.threshold.stats": "train_steps",
     "components.ema.buffers": "copy",
     "components.ema.student_decay": 0.0,
 }
-ADACM_FAST_PENDING = {"strong_order": "geometry_first", "cutout_fill": "mean"}
 
 
 def test_adacm_fast_differs_from_the_official_preset_only_where_its_header_says():
     official, fast = flatten(resolved_preset("adacm")), flatten(resolved_preset("adacm_fast"))
-    expected = dict(ADACM_FAST_CHANGES)
-    # the fast preset keeps the defaults of the pending keys: the ops after flip and crop, the mean fill
-    known = [key for key in PENDING_AUGMENT_KEYS if key not in _pending_here()]
-    expected.update({f"augment.{k}": v for k, v in ADACM_FAST_PENDING.items() if k in known})
+    expected = ADACM_FAST_CHANGES
     changed = {key for key in official.keys() | fast.keys() if official.get(key) != fast.get(key)}
     assert changed == set(expected)
     assert {key: fast.get(key) for key in changed} == expected
@@ -197,10 +168,9 @@ SCALE_KEYS = ("data.", "trainer.", "model.weights")
 
 def _ladder():
     raw = load_yaml(LADDER)
-    study = build_study(_without_pending(raw), LADDER)
+    study = build_study(raw, LADDER)
     base_raw = {k: raw[k] for k in ("data", "model", "trainer", "augment", "components")}
     rungs = study.params["variant"]["grid"]
-    # unresolved, so that the pending augment keys count as differences too
     flat = {name: flatten(merge(base_raw, raw["variants"][name])) for name in rungs}
     return study, rungs, flat
 
@@ -218,20 +188,34 @@ def test_fidelity_ladder_validates_with_the_selection_and_seeds_asked_for():
     assert list(study.variants) == rungs  # the grid walks the ladder in its order
 
 
-def test_each_rung_changes_exactly_one_setting_and_never_the_scale():
+# Each rung after the first applies one of issue 14's differences: the settings that make it, and nothing else.
+RUNG_CHANGES = {
+    "head": {"model.head", "model.dropout"},
+    "stats": {"components.threshold.stats"},
+    "augment": {"augment.strong_ops", "augment.strong_order", "augment.pad_mode", "augment.cutout_fill",
+                "augment.interpolation"},
+    "ema": {"components.ema.buffers", "components.ema.student_decay"},
+    "small_cnn": {"model.name"},
+}  # fmt: skip
+
+
+def test_each_rung_applies_one_difference_and_never_changes_the_scale():
     _, rungs, flat = _ladder()
+    assert rungs == ["official", *RUNG_CHANGES]
     for before, after in itertools.pairwise(rungs):
         changed = {k for k in flat[before].keys() | flat[after].keys() if flat[before].get(k) != flat[after].get(k)}
-        assert len(changed) == 1, (after, changed)
-        assert not next(iter(changed)).startswith(SCALE_KEYS), (after, changed)
+        assert changed == RUNG_CHANGES[after], after
+        assert not any(key.startswith(SCALE_KEYS) for key in changed), (after, changed)
 
 
 def test_the_ladder_runs_from_the_official_preset_to_the_fast_one():
     """Its first rung is presets/adacm.yaml's method and its last presets/adacm_fast.yaml's, at the common scale."""
     _, rungs, _ = _ladder()
-    raw = _without_pending(load_yaml(LADDER))
+    raw = load_yaml(LADDER)
     base_raw = {k: raw[k] for k in ("data", "model", "trainer", "augment", "components")}
     first = _method(resolve_config(merge(base_raw, raw["variants"][rungs[0]])))
     last = _method(resolve_config(merge(base_raw, raw["variants"][rungs[-1]])))
-    assert first == _method(resolved_preset("adacm"))
-    assert last == _method(resolved_preset("adacm_fast"))
+    # the EMA decay is scaled to the ladder's run length (its header says why): the one method setting apart
+    official, fast = _method(resolved_preset("adacm")), _method(resolved_preset("adacm_fast"))
+    assert first == {**official, "components.ema.decay": 0.99}
+    assert last == {**fast, "components.ema.decay": 0.99}
