@@ -124,7 +124,7 @@ def test_a_continuous_searched_split_cannot_have_baselines():
 
 
 def test_unknown_baseline_preset_is_refused():
-    with pytest.raises(ConfigError, match=r"baselines: unknown preset 'oracle'; allowed: adacm, fixmatch, lion"):
+    with pytest.raises(ConfigError, match=r"baselines: unknown preset 'oracle'; allowed: adacm, adacm_fast, fixmatch, fixmatch_fast, lion"):
         load_study(SMOKE, [VAL, "baselines=[oracle]"])
     assert load_study(SMOKE, [VAL, "baselines=[]"]).baselines == {}
 
