@@ -33,7 +33,10 @@ def _listed(study: Study, key: str) -> list[Any] | None:
 
 
 def baseline_seeds(study: Study) -> list[int]:
-    """The training seeds the search trials use: trainer.seed (or its searched values) + 0 .. repeats-1."""
+    """The study's ``baseline_seeds``, or else the training seeds the search trials use: trainer.seed (or its
+    searched values) + 0 .. repeats-1."""
+    if study.baseline_seeds is not None:
+        return list(study.baseline_seeds)
     starts = _listed(study, SEED) or [study.base["trainer"]["seed"]]
     return sorted({start + i for start in starts for i in range(study.search["repeats"])})
 

@@ -35,7 +35,17 @@ from ablate.storage import Storage, is_uri
 from ablate.study import Study, check_name, load_study
 
 # What a resumed study must share with the one it continues: everything that decides which trials run and how.
-RESUME_KEYS = ("base", "variants", "params", "search", "scheduler", "resources", "baselines", "baseline_configs")
+RESUME_KEYS = (
+    "base",
+    "variants",
+    "params",
+    "search",
+    "scheduler",
+    "resources",
+    "baselines",
+    "baseline_seeds",
+    "baseline_configs",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,6 +101,7 @@ def study_record(study: Study, test_reference: dict[str, Any]) -> dict[str, Any]
         "scheduler": study.scheduler,
         "resources": study.resources,
         "baselines": list(study.baselines),
+        "baseline_seeds": study.baseline_seeds,
         "baseline_configs": study.baselines,
         "reference": test_reference,
     }

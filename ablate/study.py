@@ -37,6 +37,7 @@ STUDY_KEYS = (
     *SECTIONS,
     "variants",
     "baselines",
+    "baseline_seeds",
     "search",
     "params",
     "scheduler",
@@ -90,6 +91,7 @@ class Study:
     scheduler: dict[str, Any]
     resources: dict[str, Any]
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> resolved config
+    baseline_seeds: list[int] | None = None  # None: the search's own training seeds
 
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
@@ -131,7 +133,8 @@ def build_study(raw: Mapping[str, Any], file: Path) -> Study:
             raise ConfigError(f"scheduler.grace_period: {scheduler['grace_period']} exceeds max_t {scheduler['max_t']}")
     _check_metric(search, base)
     baselines = {name: baseline_config(name, base) for name in _baseline_names(raw.get("baselines"))}
-    return Study(name, file, base, variants, params, search, scheduler, resources, baselines)
+    seeds = _baseline_seeds(raw.get("baseline_seeds"), baselines)
+    return Study(name, file, base, variants, params, search, scheduler, resources, baselines, seeds)
 
 
 def check_name(name: Any, where: str = "name") -> str:
@@ -173,6 +176,19 @@ def _baseline_names(given: Any) -> list[str]:
             raise ConfigError(f"baselines: unknown preset {name!r}; allowed: {', '.join(preset_names())}")
     if len(set(given)) != len(given):
         raise ConfigError(f"baselines: {given!r} names a preset twice")
+    return list(given)
+
+
+def _baseline_seeds(given: Any, baselines: dict[str, Any]) -> list[int] | None:
+    """Training seeds for the baselines when the search's own are too few to show a seed-to-seed spread (a
+    search with one seed per config); the paired tests use the seeds both share."""
+    if given is None:
+        return None
+    if not baselines:
+        raise ConfigError("baseline_seeds: the study has no baselines; add e.g. `baselines: [supervised]`")
+    ints = isinstance(given, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in given)
+    if not ints or not given or len(set(given)) != len(given):
+        raise ConfigError(f"baseline_seeds: expected a list of distinct integer seeds, e.g. [0, 1, 2]; got {given!r}")
     return list(given)
 
 

@@ -75,6 +75,22 @@ def test_baseline_seeds_follow_the_search():
     assert baseline_seeds(load_study(SMOKE, [VAL])) == [0]
 
 
+def test_baseline_seeds_may_be_given_when_the_search_has_too_few():
+    """A search with one seed per config still gets a baseline spread over seeds: baseline_seeds."""
+    study = load_study(SMOKE, [VAL, "search.algorithm=optuna", "baseline_seeds=[0, 1, 2]"])
+    assert baseline_seeds(study) == [0, 1, 2]
+    assert [(p["trainer.seed"], p["repeat"]) for p in baseline_points(study)] == [(0, 0), (1, 1), (2, 2)]
+    for bad, message in (
+        ("baseline_seeds=[0, 0]", r"baseline_seeds: expected a list of distinct integer seeds"),
+        ("baseline_seeds=3", r"baseline_seeds: expected a list of distinct integer seeds, e.g. \[0, 1, 2\]; got 3"),
+        ("baseline_seeds=[]", r"baseline_seeds: expected a list"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_study(SMOKE, [VAL, bad])
+    with pytest.raises(ConfigError, match=r"baseline_seeds: the study has no baselines"):
+        load_study(SMOKE, [VAL, "baselines=[]", "baseline_seeds=[0, 1]"])
+
+
 def test_baselines_cross_every_searched_split():
     study = load_study(
         SMOKE,
@@ -124,7 +140,8 @@ def test_a_continuous_searched_split_cannot_have_baselines():
 
 
 def test_unknown_baseline_preset_is_refused():
-    with pytest.raises(ConfigError, match=r"baselines: unknown preset 'oracle'; allowed: adacm, adacm_fast, fixmatch, fixmatch_fast, lion"):
+    allowed = r"adacm, adacm_fast, fixmatch, fixmatch_fast, lion"
+    with pytest.raises(ConfigError, match=rf"baselines: unknown preset 'oracle'; allowed: {allowed}"):
         load_study(SMOKE, [VAL, "baselines=[oracle]"])
     assert load_study(SMOKE, [VAL, "baselines=[]"]).baselines == {}
 
