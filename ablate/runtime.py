@@ -181,8 +181,10 @@ _mask_before: set[int] = set()
 
 
 def claims_folder() -> Path:
-    """Where the processes of one machine claim cores: one lock file per core."""
-    return Path(tempfile.gettempdir()) / f"ablate-cores-{os.getuid()}"
+    """Where the processes of one machine claim cores: one lock file per core (``$ABLATE_CORES_DIR``, by default a
+    folder of the user's in the temporary directory)."""
+    given = os.environ.get("ABLATE_CORES_DIR")
+    return Path(given) if given else Path(tempfile.gettempdir()) / f"ablate-cores-{os.getuid()}"
 
 
 def configure_threads(cpus: float, pin: bool = True) -> ThreadPlan:
