@@ -2,9 +2,10 @@
 evaluation runs, the seeding of every RNG, and the CPU threads of a process.
 
 The CPU levers, each measured in benchmarks/RESULTS.md ("A fast CPU path"): channels-last (oneDNN's convolutions,
-batch norm and max-pool run far faster on NHWC than on NCHW), ``torch.compile`` of the training forward (fuses
-batch norm, ReLU and max-pool around oneDNN's convolutions), and at evaluation a copy of the model with each batch
-norm folded into the convolution before it, run under ``torch.inference_mode``.
+batch norm and max-pool run far faster on NHWC than on NCHW), at evaluation a copy of the model with each batch
+norm folded into the convolution before it, run under ``torch.inference_mode``, and the threads and cores of a
+trial's process. ``torch.compile`` of the training forward is an option, off by default: on the CPU measured it
+cost a minute of compilation (cold cache) and made no step faster.
 """
 
 from __future__ import annotations
@@ -25,12 +26,6 @@ import torch
 from torch import nn
 
 from ablate.errors import ConfigError
-
-# A run compiles its model when it takes at least this many steps (trainer.compile: auto on a CPU). Measured on
-# the 2-core CPU of benchmarks/RESULTS.md: with the compile cache warm (the usual case: every trial of a study on
-# a machine, and every later study, shares it) compiling costs a few seconds and pays for itself within about 100
-# steps of small_cnn at 48 px; cold (the first run on a machine) it costs about a minute.
-COMPILE_MIN_STEPS = 200
 
 
 def pick_device(name: str) -> torch.device:
@@ -66,9 +61,9 @@ class Runtime:
     """The trainer section's device settings, with ``auto`` decided.
 
     On CUDA: bf16 autocast, channels-last and one concatenated forward. On a CPU: fp32, channels-last, one forward
-    per view (one big batch was measured 2x slower than four smaller ones), ``torch.compile`` for runs of at least
-    ``COMPILE_MIN_STEPS`` steps, and the next step's views made in a background thread when the process has a
-    core that torch's threads leave free. Evaluation folds batch norm into the convolutions on both.
+    per view (one big batch was measured 2x slower than four smaller ones), and the next step's views made in a
+    background thread when the process has a core that torch's threads leave free. Evaluation folds batch norm
+    into the convolutions on both. ``compile`` only when asked for.
     """
 
     device: torch.device
@@ -84,13 +79,12 @@ class Runtime:
     def from_trainer_section(cls, tc: dict[str, Any]) -> Runtime:
         device = pick_device(tc["device"])
         cuda = device.type == "cuda"
-        steps = tc["epochs"] * tc["steps_per_epoch"]
         return cls(
             device=device,
             autocast=tc["precision"] == "bf16" or (tc["precision"] == "auto" and cuda),
             channels_last=_auto(tc["channels_last"], True),
             concat=tc["forward"] == "concat" or (tc["forward"] == "auto" and cuda),
-            compile=_auto(tc["compile"], not cuda and steps >= COMPILE_MIN_STEPS),
+            compile=tc["compile"],
             fuse_eval=_auto(tc["fuse_eval"], True),
             overlap=_auto(tc["overlap"], not cuda and usable_cpus() > torch.get_num_threads()),
         )

@@ -4,10 +4,9 @@
     pseudo-label, negative learning with disambiguation, EMA teacher), with the trainer's own settings unless
     ``--set`` changes them: what a user gets. The uint8 data set is on the device, batches are drawn by index
     there, the weak and strong views are made there (ablate/augment.py). On a CPU the trainer's ``auto`` settings
-    are channels-last, ``torch.compile`` of the training forward (the run is set to the main job's length,
-    6 x 50 steps, so ``auto`` decides as it does there), one forward per view, and the next step's batch made in
-    a background thread when torch's threads leave a core free. The steps run through ``Trainer.run_steps``, as
-    an epoch runs them.
+    are channels-last, fp32, one forward per view, and the next step's batch made in a background thread when
+    torch's threads leave a core free (``trainer.overlap``). The steps run through ``Trainer.run_steps``, as an
+    epoch runs them.
 (b) reference: benchmarks/reference_pipeline.py, built like Ada-CM / FixMatch-pytorch: JPEG bytes decoded with
     PIL in DataLoader worker processes, torchvision transforms per image, four separate fp32 forward passes
     (NCHW), and a simpler loss (CE + thresholded pseudo-label CE), so the comparison is if anything unfair to
@@ -22,9 +21,10 @@ setting (model, threads, side), ``--repeats`` times in alternating order; the me
 holds the compile time. images/s counts the images drawn per step, B + mu*B (the unlabeled ones each give three
 views).
 
-``--levers`` measures ablate alone, adding one lever at a time (the lever table of benchmarks/RESULTS.md), with
-the compile time and the steps after which compiling pays off. Run it with ``TORCHINDUCTOR_CACHE_DIR`` set to an
-empty folder to see the compile time with a cold cache.
+``--levers`` measures ablate alone, adding one lever at a time (the lever table of benchmarks/RESULTS.md): the
+training step, then torch.compile on top (an option, off by default), with its compile time and the steps after
+which it would pay off, and an evaluation with and without batch norm folded into the convolutions. Run it with
+``TORCHINDUCTOR_CACHE_DIR`` set to an empty folder to see the compile time with a cold cache.
 
     python benchmarks/throughput.py --sizes 48 112 --threads 1 2 --repeats 3               # CPU, small_cnn
     python benchmarks/throughput.py --models resnet18 --sizes 112 --threads 1 2 --repeats 3
@@ -58,18 +58,13 @@ from ablate.trainer import Trainer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_pipeline import ReferencePipeline
 
-# The main job's run length (search_spaces/lion.yaml): the trainer's ``auto`` settings depend on it.
-MAIN_JOB_EPOCHS, MAIN_JOB_STEPS = 6, 50
-
-# --levers: ablate with each lever added to the ones above it (the overrides of each rung).
+# --levers: ablate with each lever added to the ones above it (the overrides of each rung); the third rung is
+# the trainer's default on a CPU with a core to spare, the last one an option.
 LEVERS: list[tuple[str, list[str]]] = [
-    (
-        "plain (NCHW, eager, no overlap)",
-        ["trainer.channels_last=false", "trainer.compile=false", "trainer.overlap=false"],
-    ),
-    ("+ channels-last", ["trainer.channels_last=true", "trainer.compile=false", "trainer.overlap=false"]),
-    ("+ torch.compile", ["trainer.channels_last=true", "trainer.compile=true", "trainer.overlap=false"]),
-    ("+ overlap (background views)", ["trainer.channels_last=true", "trainer.compile=true", "trainer.overlap=true"]),
+    ("plain (NCHW, no overlap)", ["trainer.channels_last=false", "trainer.overlap=false", "trainer.fuse_eval=false"]),
+    ("+ channels-last", ["trainer.channels_last=true", "trainer.overlap=false", "trainer.fuse_eval=false"]),
+    ("+ overlap (background batches)", ["trainer.channels_last=true", "trainer.overlap=true"]),
+    ("+ torch.compile (an option)", ["trainer.channels_last=true", "trainer.overlap=true", "trainer.compile=true"]),
 ]
 
 
@@ -87,6 +82,7 @@ class Run:
     seconds: float  # for the timed steps
     warmup_seconds: float  # for the warm-up steps (compilation included)
     peak: str
+    evaluation_seconds: float | None = None
 
 
 def timed(run: Callable[[int, int], object], warmup: int, steps: int, device: torch.device) -> tuple[float, float]:
@@ -107,8 +103,8 @@ def ablate_config(args: argparse.Namespace, model: str, side: int, extra: list[s
         f"trainer.batch_size={args.batch}",
         f"trainer.mu={args.mu}",
         f"trainer.device={args.device}",
-        f"trainer.epochs={MAIN_JOB_EPOCHS}",
-        f"trainer.steps_per_epoch={max(MAIN_JOB_STEPS, args.warmup + args.steps)}",
+        "trainer.epochs=1",
+        f"trainer.steps_per_epoch={args.warmup + args.steps}",
         *args.set,
         *extra,
     ]
@@ -125,11 +121,20 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def run_ablate(args: argparse.Namespace, config: dict, faces: FaceSet, device: torch.device) -> Run:
+def run_ablate(
+    args: argparse.Namespace, config: dict, faces: FaceSet, device: torch.device, evaluate: bool = False
+) -> Run:
     reset_memory(device)
     trainer = Trainer(config, faces)
     seconds, warmup = timed(trainer.run_steps, args.warmup, args.steps, device)
-    return Run(seconds, warmup, peak_memory(device))
+    evaluation = None
+    if evaluate:  # once to warm up, then timed: the test, validation and unlabeled-probe forwards of an epoch
+        trainer.evaluate()
+        start = time.perf_counter()
+        trainer.evaluate()
+        sync(device)
+        evaluation = time.perf_counter() - start
+    return Run(seconds, warmup, peak_memory(device), evaluation)
 
 
 def run_reference(args: argparse.Namespace, config: dict, faces: FaceSet, device: torch.device) -> Run:
@@ -240,7 +245,8 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
         faces = data(configs[LEVERS[0][0]])
         before = load_text()
         results = alternate(
-            {name: partial(run_ablate, args, c, faces, device) for name, c in configs.items()}, args.repeats
+            {name: partial(run_ablate, args, c, faces, device, evaluate=True) for name, c in configs.items()},
+            args.repeats,
         )
         where = f"{model} {side}px threads={threads}"
         print(f"{where} (load {before} -> {load_text()}):")
@@ -255,7 +261,7 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
                 f"[per repeat: {per_repeat(args, results[name])}]"
             )
             previous = value
-        eager, compiled = LEVERS[1][0], LEVERS[2][0]
+        eager, compiled = LEVERS[2][0], LEVERS[3][0]
         extra = statistics.median(r.warmup_seconds for r in results[compiled]) - statistics.median(
             r.warmup_seconds for r in results[eager]
         )
@@ -266,7 +272,16 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
             f"  torch.compile: first warm-up {first_compile:.1f} s (the cache as this process found it), later "
             f"{extra:.1f} s more than eager's warm-up; saves {saved * 1000:.0f} ms per step: pays off {pays}"
         )
-        summaries.append(f"levers {where}: all levers / plain = {rates[LEVERS[-1][0]] / first:.2f}x")
+        evaluations = {name: statistics.median(r.evaluation_seconds for r in runs) for name, runs in results.items()}
+        plain_eval, folded = evaluations[LEVERS[0][0]], evaluations[LEVERS[2][0]]
+        unfolded = evaluations[LEVERS[1][0]]
+        print(
+            "  evaluation (an epoch's test, validation and unlabeled-probe forwards): plain "
+            f"{plain_eval:.2f} s, channels-last {unfolded:.2f} s, channels-last + batch norm folded {folded:.2f} s "
+            f"({unfolded / folded:.2f}x from folding, {plain_eval / folded:.2f}x in all)"
+        )
+        default = rates[LEVERS[2][0]]
+        summaries.append(f"levers {where}: defaults / plain = {default / first:.2f}x")
     return summaries
 
 
