@@ -1,4 +1,9 @@
-"""Atomic file writes: a crash never leaves half a file, because readers only ever see a renamed whole."""
+"""Atomic file writes: a crash never leaves half a file, because readers only ever see a renamed whole.
+
+The file gets the mode the user's umask gives any new file (``tempfile.mkstemp`` creates it 0600, and a rename
+keeps the mode), so a team can share a study's results. torch is imported only to save a tensor file: reading a
+study's results must not import it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -21,6 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~umask())
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -40,6 +58,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

@@ -1,8 +1,16 @@
-"""Backbones and the normalised-feature head, in a registry looked up by the config's ``model.name``.
+"""Backbones and their classifier heads, in a registry looked up by the config's ``model.name``.
 
-Every model maps a normalised float image [B, 3, H, W] (any side from 32 up) to ``(logits, feature)``:
-the logits come from a linear classifier on the pooled, dropped-out feature; the feature is the pooled
-feature L2-normalised, as Ada-CM's contrastive loss needs.
+Every model maps a normalised float image [B, 3, H, W] (any side from 32 up) to ``(logits, feature)``, with
+a unit-norm ``feature`` for the contrastive loss. ``model.head`` picks how the two are made from the backbone's
+globally average-pooled feature:
+
+- ``linear``: logits = Linear(Dropout(pooled)); feature = L2-normalised pooled (no dropout).
+- ``normalized``: Ada-CM's head (``models/backbone.py:23-32`` of hangyu94/Ada-CM): f = L2-normalise(Dropout(
+  pooled)), logits = Linear(f) with a bias and no temperature, feature = f. The classifier reads a unit vector, so
+  |logit_k| <= ||W_k|| + |b_k| whatever the image: the logits (and so the confidence the margins compare) are
+  bounded by the classifier's weights.
+
+A registered model builder takes ``(num_classes, dropout=..., head=...)``.
 """
 
 from __future__ import annotations
@@ -27,15 +35,30 @@ MIN_SIDE = 32
 # The model section of a config. The backbone's name is checked against the registry when a config is resolved.
 MODEL_PARAMS = {
     "name": Param("small_cnn", "backbone: small_cnn (fast on CPU) or resnet18"),
-    "dropout": Param(0.0, "dropout before the classifier", low=0.0, high=1.0, open_high=True),
+    "head": Param(
+        "linear",
+        "the classifier head: linear (a Linear on the pooled feature) or normalized (Ada-CM, models/backbone.py:23-32: "
+        "pool, Dropout, L2-normalise, Linear with bias; the returned feature is the classifier's input)",
+        choices=("linear", "normalized"),
+    ),
+    "dropout": Param(
+        0.0,
+        "dropout on the pooled feature before the classifier (Ada-CM: 0.5, models/backbone.py:23)",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    ),
     "weights": Param(
-        None, "a backbone state dict to start from (e.g. MS-Celeb-1M ResNet-18); a path every node can read", kind=str
+        None,
+        "a backbone state dict to start from (Ada-CM: MS-Celeb-1M ResNet-18, resnet18_msceleb.pth, "
+        "models/backbone.py:18-19); a path every node can read",
+        kind=str,
     ),
 }
 
 
-class Head(nn.Module):
-    """Global average pool, dropout, linear classifier; returns the L2-normalised feature beside the logits."""
+class LinearHead(nn.Module):
+    """Global average pool, dropout, linear classifier; returns the L2-normalised pooled feature beside the logits."""
 
     def __init__(self, in_features: int, num_classes: int, dropout: float):
         super().__init__()
@@ -47,13 +70,29 @@ class Head(nn.Module):
         return self.fc(self.dropout(pooled)), F.normalize(pooled.float(), dim=1)
 
 
-class Classifier(nn.Module):
-    """A feature-map backbone followed by the shared head."""
+class NormalizedHead(LinearHead):
+    """Ada-CM's head (models/backbone.py:28-34): pool, dropout, L2-normalise, linear classifier with bias. The
+    feature returned is the classifier's input: the normalised vector after dropout. Same parameters (and
+    state-dict keys) as the linear head; only the forward differs."""
 
-    def __init__(self, backbone: nn.Module, out_features: int, num_classes: int, dropout: float):
+    def forward(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = torch.flatten(F.adaptive_avg_pool2d(fmap, 1), 1)
+        feature = F.normalize(self.dropout(pooled).float(), dim=1)  # F.normalize's eps 1e-12, as the official code
+        return self.fc(feature), feature
+
+
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "normalized": NormalizedHead}
+
+
+class Classifier(nn.Module):
+    """A feature-map backbone followed by the head ``head`` names."""
+
+    def __init__(self, backbone: nn.Module, out_features: int, num_classes: int, dropout: float, head: str = "linear"):
         super().__init__()
+        if head not in HEADS:
+            raise ConfigError(f"model.head: unknown head {head!r}; allowed: {', '.join(HEADS)}")
         self.backbone = backbone
-        self.head = Head(out_features, num_classes, dropout)
+        self.head = HEADS[head](out_features, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[-1] < MIN_SIDE or x.shape[-2] < MIN_SIDE:
@@ -66,7 +105,7 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 
 
 @register_model("small_cnn")
-def small_cnn(num_classes: int, dropout: float = 0.0, width: int = 32) -> Classifier:
+def small_cnn(num_classes: int, dropout: float = 0.0, head: str = "linear", width: int = 32) -> Classifier:
     """A fast CPU backbone (about 20 MMAC per 64x64 image, ~90x less than ResNet-18 at 112): a stride-2 stem,
     then three conv + max-pool stages (width, 2w, 4w channels) and a last conv at 4w."""
     w = width
@@ -80,17 +119,17 @@ def small_cnn(num_classes: int, dropout: float = 0.0, width: int = 32) -> Classi
         nn.MaxPool2d(2),
         *_conv_bn_relu(4 * w, 4 * w),
     ]
-    return Classifier(nn.Sequential(*layers), 4 * w, num_classes, dropout)
+    return Classifier(nn.Sequential(*layers), 4 * w, num_classes, dropout, head)
 
 
 @register_model("resnet18")
-def resnet18(num_classes: int, dropout: float = 0.0) -> Classifier:
+def resnet18(num_classes: int, dropout: float = 0.0, head: str = "linear") -> Classifier:
     """torchvision's ResNet-18 trunk (no ImageNet download: pass ``weights: PATH`` for pretrained weights)."""
     from torchvision.models import resnet18 as tv_resnet18
 
     net = tv_resnet18(weights=None)
     backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-    return Classifier(backbone, 512, num_classes, dropout)
+    return Classifier(backbone, 512, num_classes, dropout, head)
 
 
 def load_backbone_weights(model: Classifier, path: str) -> None:
@@ -159,7 +198,7 @@ def resolve_model_section(given: Mapping[str, Any] | None, base_dir: Path | None
 
 def build_model(section: Mapping[str, Any], num_classes: int) -> Classifier:
     """The model a resolved ``model`` section describes; ``weights`` optionally loads a backbone state dict."""
-    model = MODELS.get(section["name"])(num_classes, dropout=section["dropout"])
+    model = MODELS.get(section["name"])(num_classes, dropout=section["dropout"], head=section["head"])
     if section["weights"]:
         load_backbone_weights(model, section["weights"])
     return model

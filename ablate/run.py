@@ -1,15 +1,21 @@
 """Run a study on Ray Tune: ``python -m ablate.run --space search_spaces/lion.yaml``.
 
-The study file is validated, the data set decoded once and put into Ray's object store, the trials run (each
-with its CPUs or its share of a GPU), and ``results/<name>/trials.parquet`` and ``epochs.parquet`` are written
-from Ray's per-trial files, after the run and again after ``--resume``.
+Everything that can be checked is checked before Ray starts: the study file, the name, the storage, the address
+of a cluster, the data and every split the trials can ask for. The study folder (``STORAGE/NAME``, a folder or
+a URI) is locked while a driver runs it. The data set is decoded once and put into Ray's object store; the
+search runs as one Ray Tune experiment (``ray/``) and the study's baselines as a second one
+(``ray_baselines/``), each trial with its CPUs or its share of a GPU. ``trials.parquet`` and ``epochs.parquet``
+are then written from what the trials recorded, after the run and again after ``--resume``; a summary puts the
+best trial beside chance, the majority class and the baselines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -17,19 +23,19 @@ from typing import Any
 
 import polars as pl
 
+from ablate.baselines import baseline_points, reference, split_sections
 from ablate.cli import guarded
-from ablate.data import load_data
-from ablate.errors import ConfigError
-from ablate.io import atomic_write_text
-from ablate.search import grid_size, make_scheduler, make_search_alg, ray_param_space
-from ablate.study import Study, load_study
+from ablate.data import check_split, load_data
+from ablate.errors import AblateError, ConfigError
+from ablate.lock import StudyLock
+from ablate.params import flatten
+from ablate.records import BASELINE, EXPERIMENTS, SEARCH, STUDY_FILE
+from ablate.search import make_baseline_search, make_scheduler, make_search_alg, ray_param_space, search_trials
+from ablate.storage import Storage, is_uri
+from ablate.study import Study, check_name, load_study
 
-# num_to_keep=1 forces an experiment snapshot after every epoch checkpoint, which is what makes --resume lose
-# nothing; Tune warns about that frequency on every epoch, so the warning is switched off.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-EXPERIMENT = "ray"  # Ray's experiment folder inside results/<name>/
-STUDY_FILE = "study.json"  # the validated study, so the tables can be rebuilt from the files alone
+# What a resumed study must share with the one it continues: everything that decides which trials run and how.
+RESUME_KEYS = ("base", "variants", "params", "search", "scheduler", "resources", "baselines", "baseline_configs")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--name", help="the study's name (default: the file's `name`); results go to STORAGE/NAME")
     p.add_argument(
-        "--storage", default="results", help="where results go (default ./results; shared storage on a cluster)"
+        "--storage",
+        default="results",
+        help="where results go: a folder (default ./results; shared storage on a cluster) or a URI (s3://bucket/prefix)",
     )
     p.add_argument(
         "--resume",
@@ -68,13 +76,12 @@ def study_overrides(args: argparse.Namespace) -> list[str]:
     overrides += args.set  # after --data, so --set data.options=... still applies
     if args.num_samples is not None:
         overrides.append(f"search.num_samples={args.num_samples}")
-    if args.name:
-        overrides.append(f"name={args.name}")
     return overrides
 
 
-def study_record(study: Study) -> dict[str, Any]:
-    return {
+def study_record(study: Study, test_reference: dict[str, Any]) -> dict[str, Any]:
+    """study.json: the validated study, its baselines' configs and the references of its test split."""
+    record = {
         "name": study.name,
         "file": str(study.path),
         "base": study.base,
@@ -83,138 +90,325 @@ def study_record(study: Study) -> dict[str, Any]:
         "search": study.search,
         "scheduler": study.scheduler,
         "resources": study.resources,
+        "baselines": list(study.baselines),
+        "baseline_configs": study.baselines,
+        "reference": test_reference,
     }
+    return json.loads(json.dumps(record, default=str))  # as it reads back from the file
+
+
+def resume_differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The keys that decide what runs and differ between the stored study and this command's."""
+    old = flatten({k: stored[k] for k in RESUME_KEYS if k in stored})
+    new = flatten({k: now[k] for k in RESUME_KEYS})
+    missing = "(absent)"
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+# ---- before Ray starts ------------------------------------------------------------------------------------
+
+
+def check_address(address: str | None) -> None:
+    """A HOST:PORT that nothing answers is refused at once (Ray would retry for minutes)."""
+    if not address or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected auto or HOST:PORT, e.g. 10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise AblateError(
+            f"--address {address}: no Ray cluster answers there ({err.strerror or err}); check the address "
+            "(`ray status` on the head node), or leave out --address to run on this machine"
+        ) from None
+
+
+def open_study_folder(storage: str, name: str) -> tuple[Storage, Storage | None]:
+    """The study folder, created if missing and checked writable; and the topmost folder this call created
+    (removed again if the study fails to start), or None."""
+    what = f"--storage {storage}"
+    if is_uri(storage):
+        try:
+            folder = Storage(storage).child(name)
+            created = None if folder.exists() else folder
+            folder.makedirs()
+            folder.write_text(".ablate-write-test", "")
+            folder.delete_file(".ablate-write-test")
+        except Exception as err:
+            raise AblateError(f"{what}: cannot write there ({err}); give a URI you can write to") from None
+        return folder, created
+    path = Path(storage).absolute() / name
+    first_missing = next((p for p in [*reversed(path.parents), path] if not p.exists()), None)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise AblateError(
+                f"{what}: {parent} is a file, not a folder; give a folder (created if missing) or a URI (s3://...)"
+            )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".ablate-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        remove_created(Storage(str(first_missing)) if first_missing else None)
+        raise AblateError(
+            f"{what}: cannot write to {path} ({err.strerror or err}); give a folder you can write to"
+        ) from None
+    return Storage(str(path)), Storage(str(first_missing)) if first_missing else None
+
+
+def remove_created(created: Storage | None) -> None:
+    if created is not None:
+        with contextlib.suppress(OSError):  # what could not be created cannot be removed either
+            created.delete_dir()
+
+
+def study_lock(folder: Storage, name: str) -> StudyLock:
+    """In the study folder; for a URI, on this machine (an object store has no exclusive create)."""
+    if folder.local:
+        return StudyLock(Path(folder.path(".lock")), f"study {name!r} ({folder})")
+    import hashlib
+
+    cache = Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate"))
+    key = hashlib.sha256(folder.location.encode()).hexdigest()[:16]
+    return StudyLock(cache / "locks" / f"{key}.lock", f"study {name!r} ({folder})")
+
+
+def check_splits(study: Study, faces) -> None:
+    """Every split the trials can ask for (each budget, split seed and validation size of the base, the variants
+    and the search), checked on the loaded data before Ray starts."""
+    for where, data in split_sections(study):
+        check_split(faces, data, where)
+
+
+def check_folder_state(folder: Storage, study: Study, resume: bool) -> None:
+    has_study = folder.is_dir(EXPERIMENTS[SEARCH]) or folder.is_file(STUDY_FILE)
+    if resume and not has_study:
+        raise ConfigError(f"--resume: no study to resume at {folder}; run it first without --resume")
+    if not resume and has_study:
+        raise ConfigError(
+            f"{folder} already holds a study named {study.name!r}: add --resume to continue it, "
+            "or --name NEW for a new one"
+        )
+
+
+def check_resume(folder: Storage, record: dict[str, Any]) -> None:
+    try:
+        stored = json.loads(folder.read_text(STUDY_FILE))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--resume: {folder}/{STUDY_FILE} cannot be read ({err}); the study cannot resume") from None
+    changed = resume_differences(stored, record)
+    if changed:
+        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise ConfigError(
+            f"--resume: this command's study differs from the one {folder} holds ({shown}); resume with the same "
+            "study file, --set and --num-samples, or give --name NEW to start another study"
+        )
+
+
+# ---- Ray ----------------------------------------------------------------------------------------------------
 
 
 def start_ray(args: argparse.Namespace) -> None:
     import ray
 
-    if args.address:
-        ray.init(address=args.address, include_dashboard=args.dashboard or None)
-    else:
-        context = ray.init(
-            num_cpus=os.cpu_count(), include_dashboard=args.dashboard, dashboard_host="127.0.0.1", log_to_driver=True
-        )
-        if args.dashboard:
-            url = context.dashboard_url or "127.0.0.1:8265"
-            print(f"Ray dashboard: http://{url}  (sign in with the token printed by `ray get-auth-token`)", flush=True)
+    try:
+        if args.address:
+            ray.init(address=args.address, include_dashboard=args.dashboard or None)
+        else:
+            # "local": a new Ray of our own, never a cluster that someone started with `ray start` here
+            context = ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=args.dashboard,
+                dashboard_host="127.0.0.1",
+                log_to_driver=True,
+            )
+            if args.dashboard:
+                url = context.dashboard_url or "127.0.0.1:8265"
+                print(f"Ray dashboard: http://{url}  (sign in with the token `ray get-auth-token` prints)", flush=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        ray.shutdown()
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if args.address == "auto":
+            reason = "no running Ray cluster found on this machine"
+        raise AblateError(
+            f"--address {args.address}: cannot connect ({reason}); start a cluster with `ray start --head`, "
+            "or leave out --address to run on this machine"
+            if args.address
+            else f"cannot start Ray on this machine: {reason}"
+        ) from None
 
 
-def fit_resources(resources: dict[str, float]) -> dict[str, float]:
-    """A GPU asked for on a cluster without one falls back to CPUs, with a warning (documented in the README)."""
+def fit_resources(resources: dict[str, float]) -> tuple[dict[str, float], str]:
+    """The resources each trial gets, and how to say so: a GPU asked for on a cluster without one falls back
+    to CPUs, with a warning (documented in the README)."""
     import ray
 
     available = ray.cluster_resources().get("GPU", 0)
+    cpus = f"{resources['cpu']:g} CPU"
     if resources["gpu"] > 0 and available == 0:
         print(
-            f"warning: resources.gpu={resources['gpu']} but this Ray cluster has no GPU; running the trials on CPUs "
+            f"warning: resources.gpu={resources['gpu']:g} but this Ray cluster has no GPU; running the trials on CPUs "
             "(set resources.gpu=0 to silence this)",
             file=sys.stderr,
             flush=True,
         )
-        return {**resources, "gpu": 0.0}
-    return resources
+        return {**resources, "gpu": 0.0}, f"{cpus} each, on CPUs (no GPU in this Ray cluster)"
+    if resources["gpu"] > 0:
+        return resources, f"{cpus} and {resources['gpu']:g} GPU each"
+    return resources, f"{cpus} each, on CPUs"
 
 
-def build_tuner(study: Study, out: Path, data_ref: Any, resume: bool):
+def build_tuner(
+    study: Study,
+    folder: Storage,
+    role: str,
+    data_ref: Any,
+    resources: dict[str, float],
+    points: list[dict[str, Any]],
+    resume: bool,
+):
     from ray import tune
 
     from ablate.trial import train_trial
 
-    resources = fit_resources(study.resources)
+    experiment = folder.child(EXPERIMENTS[role])
     trainable = tune.with_resources(
         tune.with_parameters(
             train_trial,
             data=data_ref,
             base=study.base,
             variants=study.variants,
+            baselines=study.baselines,
+            experiment=experiment.location,
             cpu=resources["cpu"],
             gpu=resources["gpu"],
         ),
         {"cpu": resources["cpu"], "gpu": resources["gpu"]},
     )
-    if resume:
+    if resume and tune.Tuner.can_restore(experiment.location):
         return tune.Tuner.restore(
-            str(out / EXPERIMENT),
+            experiment.location,
             trainable=trainable,
             resume_unfinished=True,
             resume_errored=False,
             restart_errored=False,
         )
-    return tune.Tuner(
-        trainable,
-        param_space={} if study.search["algorithm"] == "optuna" else ray_param_space(study),
-        tune_config=tune.TuneConfig(
+    experiment.delete_dir()  # a start that was cut before Ray saved anything: nothing to resume there
+    if role == SEARCH:
+        optuna = study.search["algorithm"] == "optuna"
+        tune_config = tune.TuneConfig(
             metric=study.search["metric"],
             mode=study.search["mode"],
             search_alg=make_search_alg(study),
-            scheduler=make_scheduler(study),
-            num_samples=study.search["num_samples"]
-            * (study.search["repeats"] if study.search["algorithm"] == "optuna" else 1),
-            max_concurrent_trials=study.search["max_concurrent"],
+            scheduler=make_scheduler(study, folder.location),
+            num_samples=study.search["num_samples"] * (study.search["repeats"] if optuna else 1),
+            max_concurrent_trials=study.search["max_concurrent"] if optuna else None,
             reuse_actors=True,
-        ),
+        )
+        space = {} if optuna else ray_param_space(study)
+    else:  # the baselines: every point once, never stopped early
+        search_alg, space = make_baseline_search(points, study.search["max_concurrent"])
+        tune_config = tune.TuneConfig(
+            metric=study.search["metric"],
+            mode=study.search["mode"],
+            search_alg=search_alg,
+            num_samples=len(points),
+            reuse_actors=True,
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
-            name=EXPERIMENT,
-            storage_path=str(out),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            name=EXPERIMENTS[role],
+            storage_path=folder.location,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             verbose=1,
         ),
     )
 
 
-def summarise(study: Study, trials: pl.DataFrame, out: Path) -> str:
-    metric, mode = study.search["metric"], study.search["mode"]
-    column = metric if metric.startswith("best_") else f"last_{metric}"
-    counts = ", ".join(f"{n} {s}" for s, n in trials.group_by("status").len().sort("status").iter_rows())
-    lines = [f"study {study.name}: {trials.height} trials ({counts})"]
-    ranked = trials.filter(pl.col(column).is_not_null()).sort(column, descending=mode == "max")
-    if ranked.height:
-        best = ranked.row(0, named=True)
-        searched = {k: best.get(k) for k in study.params}  # config columns are named by their dotted keys
-        lines.append(f"best trial {best['trial_id']}: {column} = {best[column]:.4f}  {json.dumps(searched)}")
-    lines.append(f"results: {out / 'trials.parquet'}, {out / 'epochs.parquet'}")
-    lines.append(f"report:  python -m ablate.report {out}")
-    return "\n".join(lines)
+# ---- the command ------------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> pl.DataFrame:
     from ablate.results import collect
+    from ablate.summary import summarise
 
     study = load_study(args.space, study_overrides(args))
-    out = (Path(args.storage) / study.name).resolve()
-    if args.resume and not (out / EXPERIMENT).is_dir():
-        raise ConfigError(f"--resume: no study to resume at {out}; run it first without --resume")
-    if not args.resume and (out / EXPERIMENT).exists():
-        raise ConfigError(
-            f"{out} already holds a study named {study.name!r}: add --resume to continue it, or --name NEW for a new one"
-        )
-    faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        atomic_write_text(out / STUDY_FILE, json.dumps(study_record(study), indent=2, default=str))
-    record = json.loads((out / STUDY_FILE).read_text())
-
-    import ray
-
-    from ablate.trial import to_shared
-
-    started = time.time()
-    start_ray(args)
+    if args.name is not None:
+        study.name = check_name(args.name, "--name")
     try:
-        data_ref = ray.put(to_shared(faces))  # once; every trial on the node reads it from the object store
-        n = grid_size(study) * study.search["num_samples"] * study.search["repeats"]
-        print(
-            f"study {study.name}: {n} trial(s), {study.resources['cpu']:g} CPU / {study.resources['gpu']:g} GPU each; results in {out}",
-            flush=True,
-        )
-        build_tuner(study, out, data_ref, args.resume).fit()
+        points = baseline_points(study)
+    except ConfigError as err:
+        raise ConfigError(f"{study.path}: {err}") from None
+    check_address(args.address)
+    folder, created = open_study_folder(args.storage, study.name)
+    lock = study_lock(folder, study.name)
+    lock.acquire()
+    started = time.time()
+    try:
+        record = prepare(args, study, folder, created, points)
+        trials, _ = collect(folder, record)
     finally:
-        ray.shutdown()
-    trials, _ = collect(out / EXPERIMENT, out, record)
-    print(summarise(study, trials, out) + f"\ntook {time.time() - started:.0f} s", flush=True)
+        lock.release()
+    print(summarise(trials, record, folder.location) + f"\ntook {time.time() - started:.0f} s", flush=True)
+    if record.get("interrupted"):
+        print("interrupted: to finish the study, run the same command with --resume", flush=True)
     return trials
+
+
+def prepare(
+    args: argparse.Namespace, study: Study, folder: Storage, created: Storage | None, points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Check what is left to check, start Ray, run the experiments; a failure before the first experiment
+    starts removes what this run created."""
+    running = False
+    try:
+        check_folder_state(folder, study, args.resume)
+        faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
+        check_splits(study, faces)
+        record = study_record(study, reference(faces.class_names, faces.class_counts("test")))
+        if args.resume:
+            check_resume(folder, record)
+        start_ray(args)
+        import ray
+
+        from ablate.asha import JOURNAL_FILE
+        from ablate.trial import to_shared
+
+        try:
+            resources, each = fit_resources(study.resources)
+            print(
+                f"study {study.name}: {search_trials(study)} trial(s) and {len(points)} baseline trial(s), {each}; "
+                f"results in {folder}",
+                flush=True,
+            )
+            if not args.resume:
+                folder.delete_file(JOURNAL_FILE)
+                folder.write_text(STUDY_FILE, json.dumps(record, indent=2))
+            running = True
+            data_ref = ray.put(to_shared(faces))  # once; every trial reads it from the object store
+            for role, expected in ((SEARCH, search_trials(study)), (BASELINE, len(points))):
+                if expected:
+                    grid = build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
+                    if grid.num_terminated + grid.num_errors < expected:  # Ctrl-C: Tune stopped and returned
+                        record = {**record, "interrupted": True}
+                        break
+        finally:
+            ray.shutdown()
+    except BaseException:
+        if not running:
+            remove_created(created)
+        raise
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@ default, and the listing of every parameter (``python -m ablate.train --list-par
 
 Sections: ``plugins``, ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is
 declared once next to the code that uses it (``DATA_PARAMS`` and each data source's options, ``MODEL_PARAMS``,
-``TRAINER_PARAMS``, ``augment.HPARAMS``, each component's ``params``); this module only gathers them. Paths become
+``TRAINER_PARAMS``, ``augment.PARAMS``, each component's ``params``); this module only gathers them. Paths become
 absolute here, before any Ray trial changes its working directory.
 """
 
@@ -46,16 +46,9 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
 
 
 def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(augment.HPARAMS))
-    if unknown:
-        raise ConfigError(f"augment: unknown key {unknown[0]!r}; allowed: {', '.join(augment.HPARAMS)}")
-    resolved = {**augment.HPARAMS, **given}
-    try:
-        augment.Augmenter(64, **resolved)  # validates every value now, not in the first trial
-    except ConfigError as err:
-        raise ConfigError(f"augment.{err}") from None
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
+    resolved = resolve_section("augment", given, augment.PARAMS)
+    augment.Augmenter(64, **resolved)  # the checks a Param cannot express (RGB triples, op names), before any trial
+    return resolved
 
 
 def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -68,7 +61,10 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
         name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params())
         for name in COMPONENTS.names()
     }
-    check_enabled([name for name, hp in resolved.items() if hp["enabled"]])
+    enabled = [name for name, hp in resolved.items() if hp["enabled"]]
+    check_enabled(enabled)
+    for name in enabled:
+        COMPONENTS.get(name).check_config(resolved)
     return resolved
 
 
@@ -98,10 +94,12 @@ def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
         ),
         ("model", "the backbone and its classifier head", MODEL_PARAMS),
         ("trainer", "the loop, the optimiser and the device", TRAINER_PARAMS),
+        ("augment", "the weak and strong views, made on the device", augment.PARAMS),
     ]
     for name in COMPONENTS.names():
         component = COMPONENTS.get(name)
-        what = f"a {component.role.value}" + (f"; reports {', '.join(component.reports)}" if component.reports else "")
+        reports = component.report_names()
+        what = f"a {component.role.value}" + (f"; reports {', '.join(reports)}" if reports else "")
         tables.append((f"components.{name}", what, component.all_params()))
     return tables
 

@@ -104,8 +104,13 @@ def make_search_alg(study: Study):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if study.search["algorithm"] != "optuna":
-        # constant_grid_search: the random values are drawn once and shared by every grid point
-        return BasicVariantGenerator(random_state=study.search["seed"], constant_grid_search=True)
+        # constant_grid_search: the random values are drawn once and shared by every grid point. The generator
+        # limits its own concurrency: Tune ignores max_concurrent_trials for it.
+        return BasicVariantGenerator(
+            random_state=study.search["seed"],
+            constant_grid_search=True,
+            max_concurrent=study.search["max_concurrent"] or 0,
+        )
     from ray.tune.search.optuna import OptunaSearch
 
     searcher = OptunaSearch(
@@ -116,16 +121,35 @@ def make_search_alg(study: Study):
     return searcher
 
 
-def make_scheduler(study: Study):
-    from ray.tune.schedulers import ASHAScheduler
-
+def make_scheduler(study: Study, journal: str):
+    """ASHA on epochs, its rungs and decisions journaled in the study folder ``journal`` (see ablate.asha)."""
     s = study.scheduler
     if s["name"] == "none":
         return None
-    return ASHAScheduler(
-        time_attr="epoch", max_t=s["max_t"], grace_period=s["grace_period"], reduction_factor=s["reduction_factor"]
+    from ablate.asha import JournaledASHA
+
+    return JournaledASHA(
+        journal,
+        time_attr="epoch",
+        max_t=s["max_t"],
+        grace_period=s["grace_period"],
+        reduction_factor=s["reduction_factor"],
     )
+
+
+def make_baseline_search(points: list[dict[str, Any]], max_concurrent: int | None):
+    """The baseline trials: exactly these points, in order, and their param space (Ray's variant generator
+    takes a point's keys only where the space names them; their values come from the points)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
+    return generator, dict.fromkeys(points[0]) if points else {}
 
 
 def grid_size(study: Study) -> int:
     return math.prod(len(spec["grid"]) for spec in study.params.values() if "grid" in spec)
+
+
+def search_trials(study: Study) -> int:
+    """How many trials the search runs: the grid times num_samples, each trained with ``repeats`` seeds."""
+    return grid_size(study) * study.search["num_samples"] * study.search["repeats"]

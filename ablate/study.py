@@ -10,13 +10,16 @@ allowed.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate.compose import compose_config, merge
 from ablate.data.split import BUDGET_KEYS, SPLIT_PARAMS, set_budget
 from ablate.errors import ConfigError
+from ablate.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
 from ablate.params import (
     Param,
     apply_overrides,
@@ -26,21 +29,33 @@ from ablate.params import (
     resolve_section,
     set_dotted,
 )
-from ablate.run_config import SECTIONS, resolve_config
+from ablate.run_config import PRESETS_DIR, SECTIONS, resolve_components, resolve_config
 
-STUDY_KEYS = ("name", "description", *SECTIONS, "variants", "search", "params", "scheduler", "resources")
+STUDY_KEYS = (
+    "name",
+    "description",
+    *SECTIONS,
+    "variants",
+    "baselines",
+    "search",
+    "params",
+    "scheduler",
+    "resources",
+)
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
 # The data keys a trial may change: all trials share one decoded data set, so the source is fixed.
 SEARCHABLE_DATA_KEYS = tuple(f"data.{key}" for key in SPLIT_PARAMS)
-METRICS = tuple(
-    f"{best}{split}_{name}" for best in ("", "best_") for split in ("test", "val") for name in ("acc", "mean_class_acc")
-)
-
 SEARCH_PARAMS = {
     "algorithm": Param("optuna", "optuna (define-by-run), grid or random", choices=("optuna", "grid", "random")),
     "sampler": Param("tpe", "optuna's sampler", choices=("tpe", "nsga2", "random")),
     "metric": Param(
-        "best_test_acc", "the metric to optimise (best_*: best so far, fair to early-stopped trials)", choices=METRICS
+        "best_val_acc",
+        "the metric to optimise, on the validation split (best_*: best so far, fair to early-stopped trials)",
+        choices=(*SEARCH_METRICS, *TEST_SELECTED_METRICS),
+    ),
+    "select_on_test": Param(
+        False, "allow a test metric as search.metric: hyper-parameters and epochs then get picked on the test set"
     ),
     "mode": Param("max", "maximise or minimise the metric", choices=("max", "min")),
     "num_samples": Param(1, "trials to sample (grid: repeats of the whole grid)", low=1),
@@ -74,6 +89,7 @@ class Study:
     search: dict[str, Any]
     scheduler: dict[str, Any]
     resources: dict[str, Any]
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> resolved config
 
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
@@ -96,25 +112,94 @@ def build_study(raw: Mapping[str, Any], file: Path) -> Study:
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r}; allowed: {', '.join(STUDY_KEYS)}")
-    name = raw.get("name", file.stem)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        raise ConfigError(f"name: {name!r} must be a non-empty word without slashes or spaces")
+    name = check_name(raw.get("name", file.stem))
     base_raw = {k: raw[k] for k in SECTIONS if k in raw}
     base = resolve_config(base_raw, base_dir=Path.cwd())
     variants = _check_variants(raw.get("variants"), base_raw)
     search = resolve_section("search", raw.get("search"), SEARCH_PARAMS)
     scheduler = resolve_section("scheduler", raw.get("scheduler"), SCHEDULER_PARAMS)
     resources = resolve_section("resources", raw.get("resources"), RESOURCES_PARAMS)
+    if resources["gpu"] > 1 and resources["gpu"] != int(resources["gpu"]):
+        raise ConfigError(
+            f"resources.gpu: {resources['gpu']:g} is neither a fraction below 1 nor a whole number; Ray shares a GPU "
+            "between trials that ask for fractions below 1 (0.5, 0.25) and gives whole GPUs (1, 2, ...)"
+        )
     params = _check_params(raw.get("params"), base, variants, search)
     if scheduler["name"] == "asha":
         scheduler["max_t"] = scheduler["max_t"] or base["trainer"]["epochs"]
         if scheduler["grace_period"] > scheduler["max_t"]:
             raise ConfigError(f"scheduler.grace_period: {scheduler['grace_period']} exceeds max_t {scheduler['max_t']}")
-    if search["metric"].removeprefix("best_").startswith("val") and base["data"]["val_per_class"] == 0:
+    _check_metric(search, base)
+    baselines = {name: baseline_config(name, base) for name in _baseline_names(raw.get("baselines"))}
+    return Study(name, file, base, variants, params, search, scheduler, resources, baselines)
+
+
+def check_name(name: Any, where: str = "name") -> str:
+    """A study's name names its folder STORAGE/NAME: one plain folder name, never '', '.', '..' or a path."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
         raise ConfigError(
-            f"search.metric: {search['metric']!r} needs a validation split; set data.val_per_class (e.g. 20)"
+            f"{where}: {name!r} is not a study name; it names the folder STORAGE/NAME, so use letters, digits, "
+            "'.', '_' and '-', starting with a letter or a digit (not '', '.', '..', a path or spaces)"
         )
-    return Study(name, file, base, variants, params, search, scheduler, resources)
+    return name
+
+
+def _check_metric(search: dict[str, Any], base: dict[str, Any]) -> None:
+    metric = search["metric"]
+    if metric in TEST_SELECTED_METRICS and not search["select_on_test"]:
+        raise ConfigError(
+            f"search.metric: {metric!r} is a test metric, so the search would pick hyper-parameters and epochs on "
+            f"the test set; allowed: {', '.join(SEARCH_METRICS)} (validation), or set search.select_on_test: true "
+            "to select on test knowingly (its numbers are then an oracle)"
+        )
+    if metric in SEARCH_METRICS and base["data"]["val_per_class"] == 0:
+        raise ConfigError(f"search.metric: {metric!r} needs a validation split; set data.val_per_class (e.g. 20)")
+
+
+# ---- baselines -------------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _baseline_names(given: Any) -> list[str]:
+    if given is None:
+        return []
+    if not isinstance(given, list) or not all(isinstance(n, str) for n in given):
+        raise ConfigError(f"baselines: expected a list of preset names, e.g. [supervised]; got {given!r}")
+    for name in given:
+        if name not in preset_names():
+            raise ConfigError(f"baselines: unknown preset {name!r}; allowed: {', '.join(preset_names())}")
+    if len(set(given)) != len(given):
+        raise ConfigError(f"baselines: {given!r} names a preset twice")
+    return list(given)
+
+
+def baseline_config(name: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The study's base config with the components of preset ``name`` switched on and every other off.
+
+    A component that the preset and the study both enable keeps the study's settings (its weight, the EMA
+    decay fitted to the study's step count); the others take the preset's. So the baseline differs from the
+    study's trials only in which components run.
+    """
+    preset = load_yaml(PRESETS_DIR / f"{name}.yaml")
+    try:
+        wanted = resolve_components(preset.get("components"))
+    except ConfigError as err:
+        raise ConfigError(f"baselines: presets/{name}.yaml: {err}") from None
+    components = {
+        comp: (
+            copy.deepcopy(base["components"][comp])
+            if settings["enabled"] and base["components"][comp]["enabled"]
+            else settings
+        )
+        for comp, settings in wanted.items()
+    }
+    try:
+        return resolve_config({**copy.deepcopy(base), "components": components})
+    except ConfigError as err:
+        raise ConfigError(f"baselines: {name}: {err}") from None
 
 
 def _check_variants(given: Any, base_raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -138,17 +223,6 @@ def _check_variants(given: Any, base_raw: dict[str, Any]) -> dict[str, dict[str,
     return variants
 
 
-def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``base`` with ``overlay``'s keys merged in, mapping by mapping."""
-    out = copy.deepcopy(dict(base))
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def _check_params(
     given: Any, base: dict[str, Any], variants: dict[str, dict[str, Any]], search: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
@@ -160,7 +234,8 @@ def _check_params(
         where = f"params.{key}"
         if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
             raise ConfigError(
-                f"{where}: expected one of {', '.join(DISTRIBUTIONS)} with its values, e.g. {{uniform: [0.7, 0.95]}}; got {spec!r}"
+                f"{where}: expected one of {', '.join(DISTRIBUTIONS)} with its values, "
+                f"e.g. {{uniform: [0.7, 0.95]}}; got {spec!r}"
             )
         kind, values = next(iter(spec.items()))
         if kind == "grid" and search["algorithm"] == "optuna":
@@ -204,7 +279,8 @@ def _spec_values(where: str, kind: str, values: Any) -> list[Any]:
 def _check_key(where: str, key: str, candidates: list[Any], base: dict[str, Any]) -> None:
     if key.startswith("data.") and key not in SEARCHABLE_DATA_KEYS:
         raise ConfigError(
-            f"{where}: trials share one data set, so only the split can be searched; allowed: {', '.join(SEARCHABLE_DATA_KEYS)}"
+            f"{where}: trials share one data set, so only the split can be searched; "
+            f"allowed: {', '.join(SEARCHABLE_DATA_KEYS)}"
         )
     try:
         get_dotted(base, key)
@@ -258,17 +334,11 @@ def _check_conditionals(params: dict[str, Any], base: dict[str, Any], variants: 
 
 
 def trial_config(
-    base: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]], sampled: Mapping[str, Any]
+    base: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+    sampled: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The resolved config of one trial: the base, its variant, then the sampled values; ``__trial_index__``
-    (set by a repeated search) is added to the training seed."""
-    raw = copy.deepcopy(dict(base))
-    if "variant" in sampled:
-        raw = merge(raw, variants[sampled["variant"]])
-    for key, value in sampled.items():
-        if key in ("variant", "__trial_index__"):
-            continue
-        set_config_key(raw, key, value)
-    config = resolve_config(raw)
-    config["trainer"]["seed"] += int(sampled.get("__trial_index__", 0))
-    return config
+    """The resolved config of one trial: a baseline's config, or the base and its variant, then the sampled
+    values; ``__trial_index__`` (set by a repeated search) is added to the training seed."""
+    return resolve_config(compose_config(base, variants, sampled, baselines))

@@ -1,9 +1,21 @@
-"""One Ray Tune trial: the sampled values on top of the study's base config, a Trainer, and a report with a
-checkpoint after every epoch (so an interrupted study resumes its unfinished trials where they stopped)."""
+"""One Ray Tune trial: its config (a baseline's, or the base with its variant, plus the sampled values), a
+Trainer, and a report after every epoch, with the config the trial really trained with and where it ran.
+
+Each epoch also saves the trial's own checkpoint, ``ablate_checkpoint.pt`` in its folder of the experiment:
+the trainer's state and every epoch reported so far, overwritten whole each epoch. Ray's checkpoints are not
+used: Ray deletes an old checkpoint before its experiment state on storage names the new one, so a driver
+killed in between leaves a state that points at nothing ("Could not recover from checkpoint as it does not
+exist on storage anymore"). A resumed trial first reports again every epoch it had reached (Ray's copy of the
+results may lag behind a kill, and the scheduler must see a stopped trial's milestone again to stop it again),
+then trains on.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import copy
+import io
+import json
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,10 +24,10 @@ import numpy as np
 import torch
 
 from ablate.data import FaceSet
+from ablate.records import CHECKPOINT_FILE, CONFIG_KEY, DEVICE_KEY, HOST_KEY, NODE_KEY, TrialDiverged
+from ablate.storage import Storage
 from ablate.study import trial_config
-from ablate.trainer import Trainer
-
-CHECKPOINT_FILE = "trainer.pt"
+from ablate.trainer import Diverged, Trainer
 
 
 def to_shared(faces: FaceSet) -> dict[str, Any]:
@@ -33,7 +45,10 @@ def to_shared(faces: FaceSet) -> dict[str, Any]:
 def from_shared(shared: dict[str, Any]) -> FaceSet:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the store's arrays are read-only; nothing writes to them
-        tensor = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+
+        def tensor(array):
+            return None if array is None else torch.from_numpy(array)
+
         return FaceSet(
             images=tensor(shared["images"]),
             labels=tensor(shared["labels"]),
@@ -44,9 +59,35 @@ def from_shared(shared: dict[str, Any]) -> FaceSet:
         )
 
 
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What goes to Ray: numbers, plus the confusion matrices as nested lists."""
+def reportable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What goes to Ray: numbers, and the confusion matrices as nested lists."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, list))}
+
+
+def identity(trainer: Trainer) -> dict[str, Any]:
+    """The config the trial trains with (trainer.device: the device it really runs on), its node and host."""
+    import ray
+
+    ran = copy.deepcopy(trainer.config)
+    ran["trainer"]["device"] = trainer.device.type
+    return {
+        CONFIG_KEY: json.dumps(ran, sort_keys=True),
+        NODE_KEY: ray.get_runtime_context().get_node_id(),
+        HOST_KEY: socket.gethostname(),
+        DEVICE_KEY: str(trainer.device),
+    }
+
+
+def load_checkpoint(storage: Storage) -> dict[str, Any] | None:
+    if not storage.is_file(CHECKPOINT_FILE):
+        return None
+    return torch.load(io.BytesIO(storage.read_bytes(CHECKPOINT_FILE)), map_location="cpu", weights_only=False)
+
+
+def save_checkpoint(storage: Storage, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    storage.write_bytes(CHECKPOINT_FILE, buffer.getvalue())
 
 
 def train_trial(
@@ -55,28 +96,39 @@ def train_trial(
     data: dict[str, Any],
     base: dict[str, Any],
     variants: dict[str, Any],
+    baselines: dict[str, Any],
+    experiment: str,
     cpu: float,
     gpu: float,
 ) -> None:
-    """The Ray trainable. ``config`` holds the sampled values; ``data`` comes from the object store."""
+    """The Ray trainable. ``config`` holds the sampled values; ``data`` comes from the object store;
+    ``experiment`` is where Ray keeps this experiment (a folder or a URI)."""
     from ray import tune
 
-    run_config = trial_config(base, variants, config)
+    run_config = trial_config(base, variants, config, baselines)
     run_config["trainer"]["device"] = "cuda" if gpu > 0 else "cpu"
     torch.set_num_threads(max(1, int(cpu)))
-    if gpu > 0 and gpu < 1:
+    if 0 < gpu < 1:
         torch.cuda.set_per_process_memory_fraction(gpu)  # a trial sharing a GPU keeps to its share
     trainer = Trainer(run_config, from_shared(data))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(
-                torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trainer.device, weights_only=False)
-            )
+    ran = identity(trainer)
+    folder = Storage(experiment).child(Path(tune.get_context().get_trial_dir()).name)
+    reported: list[dict[str, Any]] = []
+    saved = load_checkpoint(folder)
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        reported = saved["reported"]
+        for metrics in reported:
+            tune.report({**metrics, **ran})
 
-    def report(metrics: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
-            tune.report(scalar_metrics(metrics), checkpoint=tune.Checkpoint.from_directory(folder))
+    def on_epoch(metrics: dict[str, Any]) -> None:
+        row = reportable(metrics)
+        reported.append(row)
+        save_checkpoint(folder, {"trainer": trainer.state_dict(), "reported": reported})
+        tune.report({**row, **ran})
 
-    trainer.fit(on_epoch=report)
+    try:
+        trainer.fit(on_epoch=on_epoch)
+    except Diverged as err:
+        # Raised, so that Ray records a failed trial and Optuna is told so; the results read the step back.
+        raise TrialDiverged(err.step, err.epoch, err.loss, "Lower trainer.lr or a loss weight") from None

@@ -1,15 +1,20 @@
-"""Tests of ablate.augment: shapes, exact normalisation, the weak view's geometry, per-sample strong views,
-seeded determinism and option validation. CPU by default; the device tests also run on CUDA when present."""
+"""Tests of ablate.augment's views: shapes, exact normalisation, the weak view's geometry, per-sample strong views,
+the order of the strong view and the cutout colour, seeded determinism, PARAMS and option validation. CPU by
+default; the device tests also run on CUDA when present. The operations are tested in test_augment_ops.py, the
+per-sample dispatch in test_augment_randaugment.py, the absence of host syncs in test_augment_sync.py."""
 
 from __future__ import annotations
 
-import kornia
+import inspect
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.augment import _POOL, HPARAMS, IMAGENET_MEAN, IMAGENET_STD, OP_NAMES, Augmenter
+from ablate.augment import ADACM_CUTOUT_GREY, IMAGENET_MEAN, IMAGENET_STD, PARAMS, Augmenter
 from ablate.errors import ConfigError
+from ablate.params import resolve_section
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -180,70 +185,94 @@ def test_cutout_zeroes_one_square_per_sample():
     assert changed.flatten(1).any(1).float().mean() > 0.5
 
 
+def denormalize(y: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Normalised views back to 8-bit levels (floats, rounded)."""
+    return (y * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)).mul(255).round()
+
+
+def test_cutout_adacm_fill_is_the_official_grey():
+    aug = Augmenter(32, strong_ops=0, flip_p=0.0, crop_p=0.0, cutout=0.5, cutout_fill="adacm")
+    x = images(n=64, low=1)
+    y = aug.strong(x, gen(0))
+    changed = (y != aug.normalize(x)).any(1)
+    assert changed.flatten(1).any(1).float().mean() > 0.5
+    cut = denormalize(y).permute(0, 2, 3, 1)[changed]
+    assert (cut == torch.tensor(ADACM_CUTOUT_GREY, dtype=cut.dtype)).all()
+
+
+def test_nearest_interpolation_keeps_the_images_levels():
+    """Two-level images: nearest moves pixels (levels 50, 200, or black where uncovered); bilinear mixes them."""
+    x = ((images(n=8) > 127) * 150 + 50).to(torch.uint8)
+    options = dict(ops=["rotate", "shear_x"], strong_ops=2, cutout=0.0, flip_p=0.0, crop_p=0.0)
+    nearest = denormalize(Augmenter(32, interpolation="nearest", **options).strong(x, gen(0)))
+    assert set(nearest.unique().tolist()) <= {0.0, 50.0, 200.0}
+    bilinear = denormalize(Augmenter(32, **options).strong(x, gen(0)))
+    assert not set(bilinear.unique().tolist()) <= {0.0, 50.0, 200.0}
+
+
+def test_weak_crops_with_probability_crop_p():
+    """Ada-CM applies its padded crop with p = 0.5: with a pad of 3 px, an uncropped view is the image itself
+    and a cropped one is the image only when its offset is (0, 0), 1 in 49."""
+    x = images(n=600)
+    for crop_p, low, high in [(0.5, 0.40, 0.60), (1.0, 0.95, 1.0), (0.0, 0.0, 0.0)]:
+        aug = Augmenter(32, flip_p=0.0, crop_p=crop_p, pad_fraction=3 / 32)
+        moved = (aug.weak(x, gen(1)) != aug.normalize(x)).flatten(1).any(1).float().mean().item()
+        assert low <= moved <= high, (crop_p, moved)
+
+
+def inverting(order: str) -> Augmenter:
+    """Solarize at threshold 0 inverts every pixel: the one operation, always, with a zero-padded crop."""
+    return Augmenter(
+        32, strong_order=order, ops=["solarize"], strong_ops=1, magnitude=1.0, cutout=0.0,
+        flip_p=0.0, crop_p=1.0, pad_fraction=3 / 32, pad_mode="zeros",
+    )  # fmt: skip
+
+
+def test_geometry_first_crops_then_applies_the_operations():
+    """FixMatch's order: the crop's black padding is then inverted to white, and the view is exactly the
+    inverted weak view (the flip and crop draw the same numbers first)."""
+    x = images(n=32, low=1, high=255)
+    aug = inverting("geometry_first")
+    levels = denormalize(aug.strong(x, gen(4)))
+    expected = 255 - denormalize(aug.weak(x, gen(4)))
+    torch.testing.assert_close(levels, expected, atol=0, rtol=0)
+    assert (levels == 255).any() and not (levels == 0).any()
+
+
+def test_ops_first_applies_the_operations_then_crops():
+    """Ada-CM's order (RandAugment before its crop): the inverted image is padded with black, never white."""
+    x = images(n=32, low=1, high=255)
+    levels = denormalize(inverting("ops_first").strong(x, gen(4)))
+    assert (levels == 0).any() and not (levels == 255).any()
+
+
+def test_ops_first_cutout_comes_before_the_crop():
+    """In Ada-CM's order the cutout square is drawn on the image, then moved by the crop, so the crop's black
+    padding stays whole rows and columns; in FixMatch's order the square, drawn last, can cover part of them.
+    (The images hold levels 1..254, so only padding is black.)"""
+    x = images(n=200, low=1, high=255)
+    options = dict(ops=["identity"], cutout=1.0, cutout_fill="adacm", flip_p=0.0, crop_p=1.0, pad_fraction=3 / 32)
+    for order, whole_strips in [("ops_first", True), ("geometry_first", False)]:
+        aug = Augmenter(32, strong_order=order, pad_mode="zeros", **options)
+        black = (denormalize(aug.strong(x, gen(2))) == 0).all(1)  # [B, H, W]
+        assert black.any(), order
+        strips = black.all(2, keepdim=True) | black.all(1, keepdim=True)
+        assert bool((black == strips).all()) == whole_strips, order
+
+
 # ---- determinism ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_same_seed_same_views_other_seed_other_views(device):
-    aug = Augmenter(32)
+@pytest.mark.parametrize(
+    "options", [{}, {"strong_order": "ops_first", "strong_ops": 3, "cutout_fill": "adacm"}, {"op_p": 0.5}]
+)
+def test_same_seed_same_views_other_seed_other_views(device, options):
+    aug = Augmenter(32, **options)
     x = images(n=16).to(device)
     for view in (aug.weak, aug.strong):
         torch.testing.assert_close(view(x, gen(7, device)), view(x, gen(7, device)), atol=0, rtol=0)
         assert not torch.equal(view(x, gen(7, device)), view(x, gen(8, device)))
-
-
-# ---- single operations ----------------------------------------------------------------------------------------
-
-
-def op(name):
-    return next(o for o in _POOL if o.name == name).apply
-
-
-def test_pool_is_fixmatch_randaugment():
-    assert set(OP_NAMES) == {
-        "identity", "autocontrast", "brightness", "color", "contrast", "equalize", "posterize", "rotate",
-        "sharpness", "shear_x", "shear_y", "solarize", "translate_x", "translate_y",
-    }  # fmt: skip
-
-
-def test_translate_moves_whole_pixels():
-    x = torch.rand(2, 3, 16, 16)
-    y = op("translate_x")(x, torch.tensor([0.25, -0.25]))
-    torch.testing.assert_close(y[0, :, :, 4:], x[0, :, :, :12])
-    torch.testing.assert_close(y[1, :, :, :12], x[1, :, :, 4:])
-    assert (y[0, :, :, :4] == 0).all()
-    y = op("translate_y")(x, torch.tensor([0.25, 0.0]))
-    torch.testing.assert_close(y[0, :, 4:], x[0, :, :12])
-    torch.testing.assert_close(y[1], x[1])
-
-
-def test_rotate_quarter_turn_is_rot90():
-    x = torch.rand(2, 3, 9, 9)
-    y = op("rotate")(x, torch.tensor([90.0, -90.0]))
-    assert {tuple(torch.allclose(y[i], torch.rot90(x[i], k, (1, 2)), atol=1e-5) for k in (1, -1)) for i in (0, 1)} == {
-        (True, False),
-        (False, True),
-    }
-
-
-def test_intensity_ops_follow_pil():
-    x = torch.tensor([0.0, 0.2, 0.6, 1.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2).repeat(1, 1, 2, 2)
-    torch.testing.assert_close(op("brightness")(x.clone(), torch.tensor([0.5])), x * 0.5)
-    solar = op("solarize")(x, torch.tensor([128.0]))
-    torch.testing.assert_close(solar, torch.where(x * 255 >= 128, 1 - x, x))
-    flat = torch.full((1, 3, 4, 4), 0.3)
-    torch.testing.assert_close(op("autocontrast")(flat, torch.zeros(1)), flat)
-    ramp = 0.25 + 0.5 * torch.rand(1, 3, 8, 8)
-    stretched = op("autocontrast")(ramp, torch.zeros(1))
-    assert stretched.amin((-2, -1)).max() < 1e-6 and stretched.amax((-2, -1)).min() > 1 - 1e-6
-    levels = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
-    bits = torch.tensor([4.0, 5.5, 7.9, 8.0])
-    expected = kornia.enhance.posterize(levels, torch.tensor([4, 5, 7, 8]))
-    torch.testing.assert_close(op("posterize")(levels, bits), expected, atol=1e-6, rtol=0)
-    factors = torch.tensor([0.05, 0.5, 0.95, 1.0])
-    torch.testing.assert_close(op("sharpness")(levels, factors), kornia.enhance.sharpness(levels, factors))
-    gray = op("color")(torch.rand(1, 3, 8, 8), torch.zeros(1))
-    torch.testing.assert_close(gray[:, 0], gray[:, 1])
 
 
 # ---- validation -------------------------------------------------------------------------------------------------
@@ -255,7 +284,6 @@ def test_intensity_ops_follow_pil():
         ({"strong_ops": 15}, "strong_ops"),
         ({"strong_ops": -1}, "strong_ops"),
         ({"strong_ops": 2.0}, "strong_ops"),
-        ({"ops": ["rotate"], "strong_ops": 2}, "strong_ops"),
         ({"pad_fraction": 0.5}, "pad_fraction"),
         ({"pad_fraction": -0.1}, "pad_fraction"),
         ({"pad_mode": "wrap"}, "pad_mode"),
@@ -270,6 +298,12 @@ def test_intensity_ops_follow_pil():
         ({"ops": ["rotate", "blur"]}, "ops"),
         ({"ops": []}, "ops"),
         ({"ops": "rotate"}, "ops"),
+        ({"ops": 5}, "ops"),
+        ({"strong_order": "random"}, "strong_order"),
+        ({"cutout_fill": "black"}, "cutout_fill"),
+        ({"interpolation": "bicubic"}, "interpolation"),
+        ({"crop_p": True}, "crop_p"),
+        ({"magnitude": "0.5"}, "magnitude"),
     ],
 )
 def test_bad_options_raise_config_error_naming_them(options, name):
@@ -284,9 +318,45 @@ def test_bad_image_size(size):
         Augmenter(size)
 
 
-def test_from_hparams():
-    assert set(HPARAMS) <= set(Augmenter.__init__.__code__.co_varnames)
-    aug = Augmenter.from_hparams(32, {"strong_ops": 3, "cutout": 0.0})
-    assert aug.strong_ops == 3 and aug.cutout == 0.0 and aug.crop_p == 0.5
-    with pytest.raises(ConfigError, match="unknown option"):
-        Augmenter.from_hparams(32, {"strong_op": 3})
+# ---- PARAMS: every option declared once ------------------------------------------------------------------------
+
+
+def test_params_are_the_augmenters_options_with_its_defaults():
+    signature = inspect.signature(Augmenter.__init__).parameters
+    assert set(PARAMS) == set(signature) - {"self", "image_size"}
+    for name, param in PARAMS.items():
+        default = signature[name].default
+        assert (list(default) if isinstance(default, tuple) else default) == param.default, name
+        assert param.doc, name
+
+
+@pytest.mark.parametrize(
+    "name", ["strong_order", "strong_ops", "pad_mode", "cutout_fill", "crop_p", "op_p", "interpolation"]
+)
+def test_fidelity_options_name_the_official_values(name):
+    assert "Ada-CM" in PARAMS[name].doc and ".py:" in PARAMS[name].doc
+
+
+def test_a_resolved_section_builds_the_augmenter():
+    """What run_config does: resolve_section("augment", given, PARAMS), then Augmenter(image_size, **resolved)."""
+    given = {
+        "strong_order": "ops_first",
+        "strong_ops": 3,
+        "pad_mode": "zeros",
+        "cutout_fill": "adacm",
+        "mean": [0.5] * 3,
+    }
+    resolved = resolve_section("augment", given, PARAMS)
+    assert resolved["crop_p"] == 0.5 and resolved["ops"] is None and resolved["mean"] == [0.5] * 3
+    aug = Augmenter(32, **resolved)
+    assert (aug.strong_order, aug.strong_ops, aug.pad_mode, aug.cutout_fill) == ("ops_first", 3, "zeros", "adacm")
+    with pytest.raises(ConfigError, match=r"augment: unknown key 'strong_op'"):
+        resolve_section("augment", {"strong_op": 3}, PARAMS)
+    with pytest.raises(ConfigError, match=r"augment.strong_ops: 15 is out of range; allowed: a int in \[0, 14\]"):
+        resolve_section("augment", {"strong_ops": 15}, PARAMS)
+
+
+def test_the_defaults_are_json_values():
+    """A resolved config is written as JSON and read back (trials.parquet): lists, not tuples."""
+    resolved = resolve_section("augment", {}, PARAMS)
+    assert json.loads(json.dumps(resolved)) == resolved

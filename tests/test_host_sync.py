@@ -72,11 +72,18 @@ TINY = [
     "trainer.eval_unlabeled=32",
 ]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
-# Every component in play: the three presets of the papers, and Ada-CM's statistics from the teacher.
+# Every component in play: the three presets of the papers, Ada-CM's statistics from the teacher, and the
+# FlexMatch, FreeMatch (with its fairness loss) and SoftMatch policies beside LION's and Ada-CM's subset-II losses.
 CONFIGS = {
     "lion": ("presets/lion.yaml", []),
     "adacm": ("presets/adacm.yaml", ["components.threshold.stats=labeled_eval_ema"]),
     "fixmatch_teacher": ("presets/fixmatch.yaml", ["components.ema.teacher_pseudo_labels=true"]),
+    "flexmatch_lion": ("presets/lion.yaml", ["components.threshold.policy=flexmatch"]),
+    "freematch_fairness_lion": (
+        "presets/lion.yaml",
+        ["components.threshold.policy=freematch", "components.fairness.enabled=true"],
+    ),
+    "softmatch_adacm": ("presets/adacm.yaml", ["components.threshold.policy=softmatch"]),
 }
 
 

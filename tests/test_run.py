@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,17 +19,27 @@ from ablate.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
+# smoke's 28 fear faces hold its 10 labeled and 10 validation faces (the default would take 20)
+VAL = ["--set", "data.val_per_class=10"]
 
 
 def test_smoke_study_writes_the_tables(tmp_path, capsys):
-    assert run.main(["--space", SMOKE, "--storage", str(tmp_path)]) == 0
+    old = os.umask(0o002)  # a team's umask: the result files must be group-writable, not 0600
+    try:
+        assert run.main(["--space", SMOKE, "--storage", str(tmp_path), *VAL]) == 0
+    finally:
+        os.umask(old)
     out = tmp_path / "smoke"
+    for name in ("trials.parquet", "epochs.parquet", "study.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o664, name
     trials = pl.read_parquet(out / "trials.parquet")
     epochs = pl.read_parquet(out / "epochs.parquet")
-    assert trials.height == 4
-    assert trials["status"].to_list() == ["complete"] * 4
-    assert epochs.height == 4 * 2
-    assert sorted(epochs.group_by("trial_id").len()["len"].to_list()) == [2, 2, 2, 2]
+    assert trials.height == 5  # four searched, one supervised baseline
+    assert trials["status"].to_list() == ["complete"] * 5
+    assert trials["role"].to_list() == ["search"] * 4 + ["baseline"]
+    assert trials["baseline"].to_list() == [None] * 4 + ["supervised"]
+    assert epochs.height == 5 * 2
+    assert sorted(epochs.group_by("trial_id").len()["len"].to_list()) == [2, 2, 2, 2, 2]
     # every config key is a column; the searched ones vary within their ranges
     for column in (
         "components.negative.rho",
@@ -35,51 +47,96 @@ def test_smoke_study_writes_the_tables(tmp_path, capsys):
         "trainer.epochs",
         "data.labels",
         "config_json",
+        "best_val_acc",
+        "best_val_epoch",
+        "test_acc_at_best_val",
+        "test_mean_class_acc_at_best_val",
+        "last_test_acc",
         "best_test_acc",
+        "node_id",
+        "hostname",
+        "device",
+        "diverged_step",
     ):
         assert column in trials.columns
-    rho = trials["components.negative.rho"]
+    search = trials.filter(pl.col("role") == "search")
+    rho = search["components.negative.rho"]
     assert rho.n_unique() == 4 and rho.min() >= 0.7 and rho.max() <= 0.95
-    assert json.loads(trials["config_json"][0])["components"]["negative"]["enabled"] is True
+    assert json.loads(search["config_json"][0])["components"]["negative"]["enabled"] is True
+    # the baseline: the supervised preset's components on the study's base, same data and steps
+    baseline = json.loads(trials["config_json"][4])
+    assert [c for c, v in baseline["components"].items() if v["enabled"]] == ["ema", "supervised"]
+    assert baseline["trainer"]["steps_per_epoch"] == 8 and baseline["data"]["val_per_class"] == 10
+    # what ran, recorded by the trials: the CPU (the study file says device auto), on this host
+    assert set(trials["device"]) == {"cpu"} and set(trials["trainer.device"]) == {"cpu"}
+    assert set(trials["hostname"]) == {socket.gethostname()} and trials["node_id"].null_count() == 0
+    study = json.loads((out / "study.json").read_text())
+    assert study["baselines"] == ["supervised"] and study["search"]["select_on_test"] is False
+    assert study["reference"]["majority_class"] == "happiness" and study["reference"]["chance"] == 1 / 7
+    assert study["reference"]["test_class_counts"] == [33, 7, 16, 118, 48, 16, 68]
     for column in (
         "epoch",
         "test_acc",
         "test_mean_class_acc",
         "test_acc_fear",
+        "val_acc",
+        "test_acc_at_best_val",
         "threshold_fear",
         "unlabeled_mask_rate",
         "train_loss_negative",
         "test_confusion",
     ):
         assert column in epochs.columns
+    assert "trial_config" not in epochs.columns
     printed = capsys.readouterr().out
-    assert "study smoke: 4 trials (4 complete)" in printed and "best trial" in printed and "trials.parquet" in printed
+    assert "study smoke: 4 trials (4 complete); baselines: 1 trial (1 complete)" in printed
+    assert "chance 14.3 %" in printed and "always 'happiness' (the majority class): 38.6 % accuracy" in printed
+    assert "baseline supervised: test acc" in printed and "best trial" in printed and "trials.parquet" in printed
 
 
 def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path):
+    """A trial that fails before its first report keeps Optuna's own 8-hex id and the config it was given."""
+    import torch
+
+    weights = tmp_path / "not_a_backbone.pt"
+    torch.save({"unrelated.weight": torch.zeros(1)}, weights)
     failing = [
         "--set",
-        "search.algorithm=grid",
+        f"variants={{good: {{}}, bad: {{model: {{weights: {weights}}}}}}}",
         "--set",
-        "search.num_samples=1",
+        "search.algorithm=optuna",
         "--set",
-        "params={data.labels_per_class: {grid: [5, 100000]}}",
+        "search.num_samples=3",
+        "--set",
+        "params={variant: {choice: [good, bad]}}",
         "--set",
         "trainer.epochs=1",
+        "--set",
+        "baselines=[]",
     ]
-    assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "failing"] + failing) == 0
-    trials = pl.read_parquet(tmp_path / "failing" / "trials.parquet").sort("data.labels_per_class")
-    assert trials["status"].to_list() == ["complete", "error"]
-    assert "has" in trials["error"][1] and "training images" in trials["error"][1]
-    assert trials["epochs_done"].to_list() == [1, 0]
+    assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "failing", *VAL, *failing]) == 0
+    trials = pl.read_parquet(tmp_path / "failing" / "trials.parquet")
+    assert sorted(set(trials["variant"])) == ["bad", "good"]  # seed 0 samples both
+    for row in trials.iter_rows(named=True):
+        assert re.fullmatch(r"[0-9a-f]{8}", row["trial_id"]), row["trial_id"]
+        if row["variant"] == "bad":
+            assert row["status"] == "error" and row["epochs_done"] == 0
+            assert "does not match the backbone" in row["error"] and "trainer.py" in row["error_full"]
+            assert "\x1b[" not in row["error_full"]  # Ray's terminal colours stripped
+            assert row["model.weights"] == str(weights)  # composed from study.json and the sampled values
+            assert json.loads(row["config_json"])["model"]["weights"] == str(weights)
+        else:
+            assert row["status"] == "complete" and row["epochs_done"] == 1
 
 
 def test_an_existing_study_is_not_overwritten(tmp_path):
     (tmp_path / "smoke" / "ray").mkdir(parents=True)
     with pytest.raises(ConfigError, match="already holds a study named 'smoke': add --resume"):
-        run.run(run.parse_args(["--space", SMOKE, "--storage", str(tmp_path)]))
+        run.run(run.parse_args(["--space", SMOKE, "--storage", str(tmp_path), *VAL]))
+    assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["ray"]  # nothing added, lock released
     with pytest.raises(ConfigError, match="no study to resume"):
-        run.run(run.parse_args(["--space", SMOKE, "--storage", str(tmp_path / "elsewhere"), "--resume"]))
+        run.run(run.parse_args(["--space", SMOKE, "--storage", str(tmp_path / "elsewhere"), "--resume", *VAL]))
+    assert not (tmp_path / "elsewhere").exists()  # nothing left behind
 
 
 def _finished_trials(experiment: Path, epochs: int) -> int:
@@ -91,16 +148,14 @@ def _finished_trials(experiment: Path, epochs: int) -> int:
 
 
 def test_resume_after_the_driver_is_killed(tmp_path):
-    args = [
-        sys.executable,
-        "-m",
-        "ablate.run",
+    common = [
         "--space",
         SMOKE,
         "--storage",
         str(tmp_path),
         "--name",
         "cut",
+        *VAL,
         "--set",
         "search.num_samples=5",
         "--set",
@@ -108,11 +163,16 @@ def test_resume_after_the_driver_is_killed(tmp_path):
         "--set",
         "trainer.epochs=3",
         "--set",
-        "search.algorithm=optuna",
-    ]  # Optuna's searcher state must survive the kill too
+        "search.algorithm=optuna",  # Optuna's searcher state must survive the kill too
+    ]
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        [sys.executable, "-m", "ablate.run", *common],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     experiment = tmp_path / "cut" / "ray"
     deadline = time.time() + 240
@@ -128,37 +188,17 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     assert len(finished) >= 2, "the study should have finished two trials before it was killed"
     assert not (tmp_path / "cut" / "trials.parquet").exists() or len(finished) < 5
 
-    assert (
-        run.main(
-            [
-                "--space",
-                SMOKE,
-                "--storage",
-                str(tmp_path),
-                "--name",
-                "cut",
-                "--resume",
-                "--set",
-                "search.num_samples=5",
-                "--set",
-                "search.max_concurrent=1",
-                "--set",
-                "trainer.epochs=3",
-                "--set",
-                "search.algorithm=optuna",
-            ]
-        )
-        == 0
-    )
+    assert run.main([*common, "--resume"]) == 0
     after = {p.parent.name: p.read_text() for p in experiment.glob("*/result.json")}
     for name in finished:  # finished trials were not run again
         assert after[name] == before[name]
     trials = pl.read_parquet(tmp_path / "cut" / "trials.parquet")
     epochs = pl.read_parquet(tmp_path / "cut" / "epochs.parquet")
-    assert trials.height == 5 and set(trials["status"]) == {"complete"}
+    assert trials.height == 6 and set(trials["status"]) == {"complete"}  # five searched and the baseline
+    assert trials["role"].to_list() == ["search"] * 5 + ["baseline"]
     # every trial's epochs exactly once
     per_trial = epochs.group_by("trial_id").agg(pl.col("epoch").sort())
-    assert sorted(per_trial["epoch"].to_list()) == [[1, 2, 3]] * 5
+    assert sorted(per_trial["epoch"].to_list()) == [[1, 2, 3]] * 6
 
 
 BAD_STUDIES = [
@@ -195,7 +235,11 @@ BAD_STUDIES = [
         "search: {algorithm: hyperopt}",
         r"search.algorithm: 'hyperopt' is not allowed; allowed: 'optuna', 'grid', 'random'",
     ),
-    ("search: {metric: loss}", r"search.metric: 'loss' is not allowed; allowed: 'test_acc'"),
+    ("search: {metric: loss}", r"search.metric: 'loss' is not allowed; allowed: 'val_acc'"),
+    ("search: {metric: best_test_acc}", r"search.metric: 'best_test_acc' is a test metric.*select_on_test: true"),
+    ("resources: {gpu: 1.5}", r"resources.gpu: 1.5 is neither a fraction below 1 nor a whole number"),
+    ("data: {val_per_class: 5}\nbaselines: [oracle]", r"baselines: unknown preset 'oracle'; allowed: adacm"),
+    ("name: '..'", r"name: '..' is not a study name"),
     (
         "data: {val_per_class: 0}\nsearch: {metric: best_val_acc}",
         r"search.metric: 'best_val_acc' needs a validation split; set data.val_per_class",
@@ -234,7 +278,7 @@ def test_missing_study_file(tmp_path):
 
 
 def test_params_overrides_keep_their_dots():
-    study = load_study(SMOKE, ["params.components.negative.rho={uniform: [0.8, 0.9]}", "search.num_samples=2"])
+    study = load_study(SMOKE, [VAL[1], "params.components.negative.rho={uniform: [0.8, 0.9]}", "search.num_samples=2"])
     assert study.params["components.negative.rho"] == {"uniform": [0.8, 0.9]}
     assert study.search["num_samples"] == 2
 
@@ -244,7 +288,7 @@ def test_the_optuna_space_pickles():
 
     from ablate.search import DefineByRun
 
-    space = DefineByRun(load_study(ROOT / "search_spaces" / "lion.yaml"))
+    space = DefineByRun(load_study(ROOT / "search_spaces" / "lion.yaml", [VAL[1]]))
     assert pickle.loads(pickle.dumps(space)).order == space.order
 
 
@@ -274,7 +318,7 @@ def test_define_by_run_skips_a_component_switched_off():
 
     from ablate.search import DefineByRun
 
-    study = load_study(SMOKE, ["params.components.negative.enabled={choice: [true, false]}"])
+    study = load_study(SMOKE, [VAL[1], "params.components.negative.enabled={choice: [true, false]}"])
     optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
     for _ in range(10):

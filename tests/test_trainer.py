@@ -125,7 +125,8 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
     [
         (
             "components.mixup.enabled=true",
-            r"unknown component 'mixup'; allowed: contrastive, ema, negative, pseudo_label, supervised, threshold",
+            r"unknown component 'mixup'; allowed: contrastive, ema, fairness, negative, pseudo_label, supervised, "
+            r"threshold",
         ),
         ("components.negative.rhoo=0.5", r"components.negative: unknown key 'rhoo'; allowed: .*rho"),
         ("components.negative.rho=1.5", r"components.negative.rho: 1.5 is out of range; allowed: a float in \(0, 1\]"),
@@ -194,6 +195,7 @@ def test_list_params_shows_every_section_with_defaults_docs_and_conditions(capsy
     for section in ("data:", "model:", "trainer:", "components.threshold:", "components.negative:", "components.ema:"):
         assert f"\n{section}" in f"\n{out}"
     assert "  max_loss = 1000.0  (allowed: a float in (0, inf) or null)" in out
-    assert "  tau = 0.95  (allowed: a float in [0, 1])  [when policy is fixed]" in out
-    assert "the confidence threshold of every class" in out
+    assert "  tau = 0.95  (allowed: a float in [0, 1])  [when policy is fixed or flexmatch]" in out
+    assert "the confidence threshold (fixed: of every class; flexmatch: the highest one" in out
+    assert "reports threshold_<class>, mask_rate, pseudo_acc, flexmatch_unused, softmatch_mu, softmatch_sigma" in out
     assert "components.ema: a teacher" in out and "components.threshold: a policy" in out

@@ -130,6 +130,15 @@ class Component:
         self.ctx = ctx
 
     @classmethod
+    def check_config(cls, components: dict[str, dict[str, Any]]) -> None:
+        """When enabled: refuse (ConfigError) a combination with the other components' settings that cannot run,
+        so that a study is refused before any trial starts. ``components`` is the resolved section."""
+
+    @classmethod
+    def report_names(cls) -> tuple[str, ...]:
+        return cls.reports
+
+    @classmethod
     def all_params(cls) -> dict[str, Param]:
         common = {"enabled": Param(False, "switch the component on")}
         if cls.role is Role.LOSS:

@@ -5,7 +5,18 @@ each gets a candidate set S of plausible classes from its prediction, the classe
 ("not this class") labels learnt with the negative-learning loss -log(1 - p_k), the number of complementary
 labels a sample receives grows as training goes on, and the labels inside S are disambiguated.
 
-What is this project's reconstruction (the paper has no public code), each a switch or a hyper-parameter:
+Why there is a reconstruction at all: no official code could be found. A search of public GitHub code, issues,
+web pages and docs for the title, the authors, the citation key (du2023lion) and the method's vocabulary found
+only the README of an official repository (its location not given by the index): "the official PyTorch
+implementation of our IJCAI 2023 paper", with Ada-CM's environment (Python 3.6.9, PyTorch 1.3.0, torchvision
+0.4.1), Ada-CM's label-budget table and ``python main.py``, but no training code. The same group's later code
+(SIT-FER) is derived from Ada-CM's and keeps one unused helper that builds a one-hot candidate mask
+(``utils/generate_labelset.py``), which does not reveal LION's algorithm. So LION's code was most likely built on
+Ada-CM's (its data split, augmentation, optimiser and EMA: see presets/adacm.yaml), an inference only. The
+formulas below are this project's choices, made to fit the paper's description above; the paper (IJCAI 2023,
+pp. 699-707, doi 10.24963/ijcai.2023/78) is what to check them against.
+
+What is this project's reconstruction, each a switch or a hyper-parameter:
 - S = the fewest top classes whose summed probability (mean of the two weak views' softmax) reaches ``rho``,
   capped at K-1 so that at least one complementary label remains.
 - Of the complement, a sample receives its ``n(t)`` least probable classes; ``n(t)`` follows ``schedule``:

@@ -51,6 +51,10 @@ class Threshold(Component):
         self.policy = POLICIES.get(hp["policy"])(hp, ctx)
 
     @classmethod
+    def report_names(cls) -> tuple[str, ...]:
+        return cls.reports + tuple(r for name in POLICIES.names() for r in POLICIES.get(name).reports)
+
+    @classmethod
     def all_params(cls) -> dict[str, Param]:
         return {"enabled": Param(False, "switch the component on"), **policy_params()}
 

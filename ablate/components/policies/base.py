@@ -30,6 +30,7 @@ class Policy:
 
     name: ClassVar[str]
     params: ClassVar[dict[str, Param]] = {}
+    reports: ClassVar[tuple[str, ...]] = ()  # metrics its end_epoch adds, beside the per-class thresholds
 
     def __init__(self, hp: dict[str, Any], ctx: Context):
         self.hp = hp

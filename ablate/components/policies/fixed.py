@@ -11,7 +11,15 @@ from ablate.params import Param
 
 @register_policy("fixed")
 class Fixed(Policy):
-    params = {"tau": Param(0.95, "the confidence threshold of every class", low=0.0, high=1.0)}
+    params = {
+        "tau": Param(
+            0.95,
+            "the confidence threshold (fixed: of every class; flexmatch: the highest one, and what a "
+            "prediction must reach to be recorded)",
+            low=0.0,
+            high=1.0,
+        )
+    }
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

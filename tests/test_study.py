@@ -1,0 +1,171 @@
+"""The study schema's honest defaults: validation selection, baselines, names and GPU shares; no Ray."""
+
+from pathlib import Path
+
+import pytest
+
+from ablate.baselines import baseline_points, baseline_seeds, data_conditions, reference, split_sections
+from ablate.compose import compose_config
+from ablate.errors import ConfigError
+from ablate.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
+from ablate.study import check_name, load_study, trial_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+VAL = "data.val_per_class=10"  # smoke's 28 fear faces hold 10 labeled + 10 validation
+
+
+def test_the_search_metric_defaults_to_validation(tmp_path):
+    file = tmp_path / "s.yaml"
+    file.write_text("data: {val_per_class: 5}\ncomponents: {supervised: {enabled: true}}\n")
+    assert load_study(file).search["metric"] == "best_val_acc"
+    assert load_study(file).search["select_on_test"] is False
+
+
+@pytest.mark.parametrize("metric", TEST_SELECTED_METRICS)
+def test_a_test_metric_is_refused_without_the_opt_in(metric):
+    with pytest.raises(ConfigError) as err:
+        load_study(SMOKE, [VAL, f"search.metric={metric}"])
+    text = str(err.value)
+    assert f"search.metric: {metric!r} is a test metric" in text
+    assert all(m in text for m in SEARCH_METRICS) and "search.select_on_test: true" in text
+    study = load_study(SMOKE, [VAL, f"search.metric={metric}", "search.select_on_test=true"])
+    assert study.search["metric"] == metric and study.search["select_on_test"] is True
+
+
+def test_every_shipped_study_selects_on_validation():
+    for file in sorted((ROOT / "search_spaces").glob("*.yaml")):
+        study = load_study(file)
+        assert study.search["metric"] in SEARCH_METRICS, file.name
+        assert not study.search["select_on_test"], file.name
+        assert list(study.baselines) == ["supervised"], file.name
+
+
+def test_the_supervised_baseline_switches_on_the_presets_components_with_the_studys_settings():
+    study = load_study(ROOT / "search_spaces" / "lion.yaml", ["data.val_per_class=10"])
+    config = study.baselines["supervised"]
+    on = sorted(name for name, c in config["components"].items() if c["enabled"])
+    assert on == ["ema", "supervised"]  # the preset's components, nothing else
+    # the study's own settings for the components both enable: lion's weight 0.5 and its 300-step EMA decay 0.99
+    assert config["components"]["supervised"]["weight"] == 0.5
+    assert config["components"]["ema"]["decay"] == 0.99
+    # the rest is the study's base: same data, budget, steps, model
+    for section in ("data", "model", "trainer", "augment"):
+        assert config[section] == study.base[section]
+
+
+def test_ablation_baseline_is_its_old_bottom_rung():
+    study = load_study(ROOT / "search_spaces" / "ablation.yaml", ["data.val_per_class=10"])
+    assert "supervised" not in study.variants
+    assert study.baselines["supervised"] == study.base  # the base was the supervised rung
+    points = baseline_points(study)
+    assert len(points) == 6  # 2 budgets x 3 seeds, as the ladder's rungs
+    assert {(p["data.labels"], p["trainer.seed"]) for p in points} == {(b, s) for b in (100, 400) for s in (0, 1, 2)}
+
+
+def test_baseline_seeds_follow_the_search():
+    optuna = load_study(SMOKE, [VAL, "search.algorithm=optuna", "search.repeats=3", "trainer.seed=5"])
+    assert baseline_seeds(optuna) == [5, 6, 7]
+    grid = load_study(SMOKE, [VAL, "search.algorithm=grid", "params.trainer.seed={grid: [0, 10]}"])
+    assert baseline_seeds(grid) == [0, 10]
+    repeated = load_study(
+        SMOKE, [VAL, "search.algorithm=random", "search.repeats=2", "params.trainer.seed={choice: [0, 10]}"]
+    )
+    assert baseline_seeds(repeated) == [0, 1, 10, 11]
+    assert baseline_seeds(load_study(SMOKE, [VAL])) == [0]
+
+
+def test_baselines_cross_every_searched_split():
+    study = load_study(
+        SMOKE,
+        [VAL, "search.algorithm=grid", "params.data.split_seed={grid: [0, 1]}", "params.trainer.seed={grid: [0, 1]}"],
+    )
+    points = baseline_points(study)
+    assert len(points) == 4
+    assert {(p["data.split_seed"], p["trainer.seed"], p["repeat"]) for p in points} == {
+        (0, 0, 0),
+        (0, 1, 1),
+        (1, 0, 0),
+        (1, 1, 1),
+    }
+    config = trial_config(study.base, study.variants, points[-1], study.baselines)
+    assert config["data"]["split_seed"] == 1 and config["trainer"]["seed"] == 1
+    assert not config["components"]["negative"]["enabled"]
+
+
+def test_a_variant_that_changes_the_budget_gets_its_own_baselines(tmp_path):
+    file = tmp_path / "v.yaml"
+    file.write_text(
+        "data: {labels: 100, val_per_class: 5}\ncomponents: {supervised: {enabled: true}}\n"
+        "variants: {small: {}, large: {data: {labels: null, labels_per_class: 20}}}\n"
+        "search: {algorithm: grid}\n"
+        "params: {variant: {grid: [small, large]}}\n"
+        "baselines: [supervised]\n"
+    )
+    study = load_study(file)
+    conditions = data_conditions(study)
+    assert conditions == [
+        {"data.labels": 100, "data.labels_per_class": None},
+        {"data.labels": None, "data.labels_per_class": 20},
+    ]
+    configs = [trial_config(study.base, study.variants, p, study.baselines) for p in baseline_points(study)]
+    assert [(c["data"]["labels"], c["data"]["labels_per_class"]) for c in configs] == [(100, None), (None, 20)]
+    assert [w for w, _ in split_sections(study)] == ["synthfer (variant=small)", "synthfer (variant=large)"]
+
+
+def test_a_continuous_searched_split_cannot_have_baselines():
+    study = load_study(
+        SMOKE, [VAL, "params.data.label_fraction={uniform: [0.1, 0.3]}", "data.labels=null", "data.label_fraction=0.2"]
+    )
+    with pytest.raises(ConfigError, match=r"params.data.label_fraction: baselines are trained at every value"):
+        baseline_points(study)
+    # the splits to check take the range's two ends
+    assert [d["label_fraction"] for _, d in split_sections(study)] == [0.1, 0.3]
+
+
+def test_unknown_baseline_preset_is_refused():
+    with pytest.raises(ConfigError, match=r"baselines: unknown preset 'oracle'; allowed: adacm, adacm_fast, fixmatch, fixmatch_fast, lion"):
+        load_study(SMOKE, [VAL, "baselines=[oracle]"])
+    assert load_study(SMOKE, [VAL, "baselines=[]"]).baselines == {}
+
+
+def test_compose_matches_the_resolved_config():
+    """The results reader composes a failed trial's config without the training code: it must agree."""
+    study = load_study(SMOKE, [VAL, "search.algorithm=optuna", "search.repeats=2"])
+    for sampled in (
+        {"components.negative.rho": 0.8, "__trial_index__": 1},
+        {"data.labels_per_class": 5},  # a budget key clears the base's labels: 100
+        {"data.label_fraction": 0.5, "data.split_seed": 3},
+    ):
+        composed = compose_config(study.base, study.variants, sampled)
+        assert composed == trial_config(study.base, study.variants, sampled), sampled
+    point = baseline_points(study)[1]
+    assert compose_config(study.base, study.variants, point, study.baselines) == trial_config(
+        study.base, study.variants, point, study.baselines
+    )
+
+
+def test_reference_of_a_test_split_by_hand():
+    ref = reference(("a", "b", "c", "d"), [10, 50, 30, 10])
+    assert ref["chance"] == 0.25 and ref["majority_class"] == "b"
+    assert ref["majority_test_acc"] == 0.5 and ref["majority_test_mean_class_acc"] == 0.25
+    assert ref["test_class_counts"] == [10, 50, 30, 10]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "/abs", "a b", "-x", "a\\b"])
+def test_names_that_are_not_one_folder_are_refused(name):
+    with pytest.raises(ConfigError, match="is not a study name"):
+        check_name(name, "--name")
+
+
+def test_a_plain_name_is_accepted():
+    assert check_name("lion-v2.1_b") == "lion-v2.1_b"
+
+
+@pytest.mark.parametrize("gpu,ok", [(0, True), (0.25, True), (0.5, True), (1, True), (2, True), (1.5, False)])
+def test_a_gpu_share_is_a_fraction_below_one_or_whole(gpu, ok):
+    if ok:
+        assert load_study(SMOKE, [VAL, f"resources.gpu={gpu}"]).resources["gpu"] == gpu
+    else:
+        with pytest.raises(ConfigError, match=r"resources.gpu: 1.5 is neither a fraction below 1 nor a whole number"):
+            load_study(SMOKE, [VAL, f"resources.gpu={gpu}"])
