@@ -134,7 +134,8 @@ class Runtime:
 
 
 def fold_batch_norms(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` in which every BatchNorm2d that directly follows a Conv2d is folded into it.
+    """An eval-mode copy of ``model`` in which every batch norm that directly follows a convolution or a linear layer
+    (and is read by nothing else) is folded into it.
 
     Each module that torch.fx can trace is folded as a graph (so the pattern is found in nn.Sequential stacks and in
     ResNet blocks alike); one that cannot (a forward that branches on a shape) is left as it is and its children are
@@ -147,7 +148,7 @@ def _fold(module: nn.Module) -> nn.Module:
     from torch.fx.experimental.optimization import fuse
     from torch.fx.proxy import TraceError
 
-    if not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
         return module
     try:
         return fuse(module, inplace=True)

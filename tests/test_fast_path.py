@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ablate.data import load_dataset
-from ablate.models import build_model
+from ablate.models import build_model, resolve_model_section
 from ablate.run_config import load_config
 from ablate.runtime import Runtime, fold_batch_norms
 from ablate.trainer import Trainer
@@ -151,10 +151,12 @@ def test_folding_by_hand():
     assert model.training and isinstance(model[1], nn.BatchNorm2d), "the original is left as it was"
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
-def test_every_batch_norm_of_the_backbones_is_folded(name):
+@pytest.mark.parametrize(
+    ("name", "head"), [("small_cnn", "linear"), ("small_cnn", "normalized"), ("resnet18", "linear")]
+)
+def test_every_batch_norm_of_the_backbones_is_folded(name, head):
     """The classifier's forward checks the input size (torch.fx cannot trace it), so its children are folded."""
-    model = build_model({"name": name, "dropout": 0.0, "weights": None}, 7).eval()
+    model = build_model(resolve_model_section({"name": name, "head": head}), 7).eval()
     for m in model.modules():  # statistics away from 0 and 1, so that folding has something to fold
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
