@@ -38,27 +38,36 @@ class Evaluator:
         self.runtime = runtime
         self.batch_size = batch_size
 
-    @torch.no_grad()
-    def predict(self, model: torch.nn.Module, index: torch.Tensor, augment: str = "none",
-                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
-        """Softmax probabilities of the images at ``index`` in eval mode, plain or weakly augmented."""
+    def predict(self, model: torch.nn.Module, index: torch.Tensor | list[torch.Tensor], augment: str = "none",
+                generator: torch.Generator | None = None) -> torch.Tensor | list[torch.Tensor]:  # fmt: skip
+        """Softmax probabilities of the images at ``index`` (or at each of a list of indices) in eval mode, plain
+        or weakly augmented, from the runtime's inference copy of ``model`` (made once per call)."""
         was_training = model.training
         model.eval()
+        try:
+            runner = self.runtime.inference_model(model)
+            indices = index if isinstance(index, list) else [index]
+            probs = [self._probabilities(runner, part, augment, generator) for part in indices]
+        finally:
+            model.train(was_training)
+        return probs if isinstance(index, list) else probs[0]
+
+    def _probabilities(self, runner: torch.nn.Module, index: torch.Tensor, augment: str,
+                       generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
         out = []
         for chunk in index.split(self.batch_size):
             raw = self.images[chunk]
             x = self.augmenter.weak(raw, generator=generator) if augment == "weak" else self.augmenter.normalize(raw)
-            logits, _ = self.runtime.forward(model, x)
+            logits, _ = self.runtime.infer(runner, x)
             out.append(torch.softmax(logits, dim=1))
-        model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, len(self.class_names), device=self.runtime.device)
 
     def classification(self, model: torch.nn.Module) -> dict[str, Any]:
         s = self.subsets
-        metrics = classification_metrics(self.predict(model, s.test), self.labels[s.test], self.class_names, "test")
+        test, val = self.predict(model, [s.test, s.validation])
+        metrics = classification_metrics(test, self.labels[s.test], self.class_names, "test")
         if len(s.validation):
-            probs = self.predict(model, s.validation)
-            metrics.update(classification_metrics(probs, self.labels[s.validation], self.class_names, "val"))
+            metrics.update(classification_metrics(val, self.labels[s.validation], self.class_names, "val"))
         return metrics
 
     def unlabeled(self, source: torch.nn.Module, policy: Component, components: list[Component], progress: float,

@@ -2,9 +2,10 @@
 
 Per step: a labeled batch of B images and an unlabeled batch of mu*B, drawn by index from the uint8 images
 kept on the device; a weak view of the labeled images, two weak views and a strong view of the unlabeled ones,
-augmented there; the forward passes (one over the concatenated views, or one per view; a view that no component
-learns through runs without gradients); then the components by role: the policy weighs the unlabeled samples,
-each loss adds its weighted term, and after the optimiser step every component's ``after_step`` runs (the
+augmented there (within an epoch, the next step's batch is made in a background thread while this one trains,
+``trainer.overlap``); the forward passes (one over the concatenated views, or one per view; a view that no
+component learns through runs without gradients); then the components by role: the policy weighs the unlabeled
+samples, each loss adds its weighted term, and after the optimiser step every component's ``after_step`` runs (the
 teacher's update among them). The trainer asks the components what they are; it never names one. Every epoch
 ends with the components' epoch hooks, an evaluation (of the teacher, when there is one) and a checkpointable
 state. Step metrics stay on the device until the epoch ends.
@@ -28,6 +29,7 @@ from ablate.evaluation import Evaluator, Subsets
 from ablate.metrics import selection_metrics
 from ablate.models import build_model
 from ablate.params import Param
+from ablate.prefetch import Prefetcher
 from ablate.runtime import Runtime, seed_everything
 from ablate.step_metrics import EpochMeter
 
@@ -55,7 +57,34 @@ TRAINER_PARAMS = {
     "precision": Param(
         "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", choices=("auto", "fp32", "bf16")
     ),
-    "channels_last": Param("auto", "auto (on CUDA), true or false", choices=("auto", True, False), kind=object),
+    "channels_last": Param(
+        "auto",
+        "NHWC memory format for the model and its inputs (auto: on, on CUDA and on a CPU, where oneDNN's "
+        "convolution, batch norm and max-pool measured 1.5x faster per step); true or false. Rounding differs "
+        "from NCHW slightly",
+        choices=("auto", True, False),
+        kind=object,
+    ),
+    "compile": Param(
+        False,
+        "torch.compile the training forward (off: on the 2-core CPU measured it made no step faster and its first "
+        "compilation on a machine takes about a minute; the compile cache on disk is shared by a machine's runs). "
+        "Rounding differs from eager slightly",
+    ),
+    "fuse_eval": Param(
+        "auto",
+        "evaluate a copy of the model with batch norm folded into the convolutions (auto: on, 1.2x faster "
+        "evaluation on a CPU); true or false. The same function up to rounding",
+        choices=("auto", True, False),
+        kind=object,
+    ),
+    "overlap": Param(
+        "auto",
+        "make the next step's batch (draws and views) in a background thread while this step trains; the same "
+        "numbers as without (auto: on a CPU when the process has a core more than torch's threads); true or false",
+        choices=("auto", True, False),
+        kind=object,
+    ),
     "eval_batch_size": Param(512, "images per evaluation forward", low=1),
     "eval_unlabeled": Param(
         2000,
@@ -85,6 +114,19 @@ class Diverged(RuntimeError):
             f"diverged: the loss was {loss:g} at step {step} (epoch {epoch}); it must stay {limit}. "
             "Lower trainer.lr or a loss weight"
         )
+
+
+@dataclass
+class Drawn:
+    """One step's batch: the positions drawn and the views made from them (all on the device)."""
+
+    idx_l: torch.Tensor  # labeled images, indices into the whole data set
+    pos_u: torch.Tensor  # unlabeled images, positions in the unlabeled subset
+    idx_u: torch.Tensor  # the same, indices into the whole data set
+    x_l: torch.Tensor
+    w1: torch.Tensor
+    w2: torch.Tensor
+    strong: torch.Tensor
 
 
 @dataclass
@@ -197,6 +239,21 @@ class Trainer:
     def _draw(self, pool: torch.Tensor, n: int) -> torch.Tensor:
         return pool[torch.randint(len(pool), (n,), device=self.device, generator=self.generator)]
 
+    def draw(self) -> Drawn:
+        """The next step's batch: indices drawn and views made with the trainer's generator (its only user within
+        an epoch, so a batch made in the background is the batch the step would have made)."""
+        s, g = self.settings, self.generator
+        idx_l = self._draw(self.subsets.labeled, s["batch_size"])
+        # A config that uses no unlabeled data draws no unlabeled batch: nothing would read it.
+        n_u = s["batch_size"] * s["mu"] if self.uses_unlabeled else 0
+        pos_u = torch.randint(len(self.subsets.unlabeled), (n_u,), device=self.device, generator=g)
+        idx_u = self.subsets.unlabeled[pos_u]
+        x_l = self.augmenter.weak(self.images[idx_l], generator=g)
+        raw_u = self.images[idx_u]
+        w1, w2 = self.augmenter.weak(raw_u, generator=g), self.augmenter.weak(raw_u, generator=g)
+        strong = self.augmenter.strong(raw_u, generator=g)
+        return Drawn(idx_l, pos_u, idx_u, x_l, w1, w2, strong)
+
     def _forward_view(self, x: torch.Tensor, view: str) -> tuple[torch.Tensor, torch.Tensor]:
         grad = torch.enable_grad() if view in self.grad_views else torch.no_grad()
         with grad:
@@ -226,37 +283,28 @@ class Trainer:
             return (torch.softmax(t1, 1) + torch.softmax(t2, 1)) / 2
         return ((torch.softmax(views.logits_w1, 1) + torch.softmax(views.logits_w2, 1)) / 2).detach()
 
-    def step(self, step_in_epoch: int) -> dict[str, Any]:
-        """One optimiser step; returns its metrics as device tensors (read them once per epoch, not per step)."""
+    def step(self, step_in_epoch: int, drawn: Drawn | None = None) -> dict[str, Any]:
+        """One optimiser step on ``drawn`` (made now when not given); returns its metrics as device tensors (read
+        them once per epoch, not per step)."""
         s = self.settings
         self.model.train()
-        g = self.generator
-        idx_l = self._draw(self.subsets.labeled, s["batch_size"])
-        # A config that uses no unlabeled data draws no unlabeled batch: nothing would read it.
-        n_u = s["batch_size"] * s["mu"] if self.uses_unlabeled else 0
-        pos_u = torch.randint(len(self.subsets.unlabeled), (n_u,), device=self.device, generator=g)
-        idx_u = self.subsets.unlabeled[pos_u]
-        x_l = self.augmenter.weak(self.images[idx_l], generator=g)
-        raw_u = self.images[idx_u]
-        w1, w2 = self.augmenter.weak(raw_u, generator=g), self.augmenter.weak(raw_u, generator=g)
-        strong = self.augmenter.strong(raw_u, generator=g)
-
-        views = self._views(x_l, w1, w2, strong)
+        d = self.draw() if drawn is None else drawn
+        views = self._views(d.x_l, d.w1, d.w2, d.strong)
         done = self.epoch * s["steps_per_epoch"] + step_in_epoch
         batch = StepBatch(
             logits_l=views.logits_l,
-            labels=self.labels[idx_l],
+            labels=self.labels[d.idx_l],
             logits_w1=views.logits_w1,
             logits_w2=views.logits_w2,
             logits_s=views.logits_s,
             feat_w1=views.feat_w1,
             feat_w2=views.feat_w2,
-            u_index=pos_u,
-            probs_u=self._weak_probs(views, w1, w2),
+            u_index=d.pos_u,
+            probs_u=self._weak_probs(views, d.w1, d.w2),
             progress=done / (s["epochs"] * s["steps_per_epoch"]),
             epoch=done / s["steps_per_epoch"],
-            u_true=self.labels[idx_u],
-            u_soft=None if self.soft is None else self.soft[idx_u],
+            u_true=self.labels[d.idx_u],
+            u_soft=None if self.soft is None else self.soft[d.idx_u],
         )
         metrics: dict[str, Any] = {}
         if self.policy is not None:
@@ -280,6 +328,15 @@ class Trainer:
         self.meter.add(metrics)
         return metrics
 
+    def run_steps(self, start: int, stop: int, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        """Steps ``start`` .. ``stop - 1`` of the current epoch; with ``overlap``, each next batch is made in the
+        background while a step trains (never past ``stop``: the epoch's hooks use the generator after it)."""
+        with Prefetcher(self.draw, enabled=self.runtime.overlap) as batches:
+            for i in range(start, stop):
+                step_metrics = self.step(i, batches.take(more=i + 1 < stop))
+                if on_step is not None:
+                    on_step(i, step_metrics)
+
     def _watch_divergence(self, loss: torch.Tensor, step: int) -> None:
         bound = self.settings["max_loss"]
         bad = ~torch.isfinite(loss) if bound is None else ~(loss <= bound)  # NaN fails every comparison
@@ -297,10 +354,7 @@ class Trainer:
 
     def train_epoch(self, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
         self.meter = EpochMeter()
-        for i in range(self.settings["steps_per_epoch"]):
-            step_metrics = self.step(i)
-            if on_step is not None:
-                on_step(i, step_metrics)
+        self.run_steps(0, self.settings["steps_per_epoch"], on_step)
         self._raise_if_diverged()
         self.epoch += 1
         metrics: dict[str, Any] = {"epoch": self.epoch, "step": self.epoch * self.settings["steps_per_epoch"]}

@@ -20,7 +20,8 @@ Padding follows ablate's default (Ada-CM's 8 px at 224, scaled with the side), a
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +108,7 @@ class ReferencePipeline:
         labeled: torch.Tensor,
         unlabeled: torch.Tensor,
         *,
-        model: str,
+        model: Mapping[str, Any],
         num_classes: int,
         batch_size: int,
         mu: int,
@@ -146,7 +147,7 @@ class ReferencePipeline:
         self.unlabeled_loader = loader(unlabeled_set, batch_size * mu)
         self._labeled: Iterator | None = None
         self._unlabeled: Iterator | None = None
-        self.model = build_model(model, num_classes).to(device)
+        self.model = build_model(model, num_classes).to(device)  # a resolved model section, as the Trainer's
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
 
     def _next(self) -> tuple[torch.Tensor, ...]:

@@ -1,22 +1,38 @@
 """Training steps/s and images/s: ablate's device-resident pipeline against the reference pipeline.
 
 (a) ablate: a real ``Trainer`` from the LION preset (presets/lion.yaml: supervised, adaptive threshold,
-    pseudo-label, negative learning with disambiguation, EMA teacher). The uint8 data set is on the device,
-    batches are drawn by index there, the weak and strong views are made there (ablate/augment.py), and one
-    forward pass runs over the concatenated views; bf16 autocast and channels-last on CUDA (the trainer's
-    ``auto`` settings). ``--compile`` wraps the student model with ``torch.compile``.
+    pseudo-label, negative learning with disambiguation, EMA teacher), with the trainer's own settings unless
+    ``--set`` changes them: what a user gets. The uint8 data set is on the device, batches are drawn by index
+    there, the weak and strong views are made there (ablate/augment.py). On a CPU the trainer's ``auto`` settings
+    are channels-last, fp32, one forward per view, and the next step's batch made in a background thread when
+    torch's threads leave a core free (``trainer.overlap``). The steps run through ``Trainer.run_steps``, as an
+    epoch runs them.
 (b) reference: benchmarks/reference_pipeline.py, built like Ada-CM / FixMatch-pytorch: JPEG bytes decoded with
-    PIL in DataLoader workers, torchvision transforms per image, four separate fp32 forward passes, and a
-    simpler loss (CE + thresholded pseudo-label CE), so the comparison is if anything unfair to ablate.
+    PIL in DataLoader worker processes, torchvision transforms per image, four separate fp32 forward passes
+    (NCHW), and a simpler loss (CE + thresholded pseudo-label CE), so the comparison is if anything unfair to
+    ablate.
 
-Same model, data (synthfer, same labeled/unlabeled split), batch sizes (B labeled, mu*B unlabeled) and optimiser
-(Adam, lr 5e-4). Both run in the same process, one after the other, per image side (with --repeats, in
-alternating order, and the median is shown); the warm-up steps (which include worker start-up and
-torch.compile's compilation) are not timed. images/s counts the images drawn per step, B + mu*B (the
-unlabeled ones each give three views).
+Same model, data (synthfer, the same labeled/unlabeled split), batch sizes (B labeled, mu*B unlabeled) and
+optimiser (Adam, lr 5e-4). ``--threads N`` sets torch's intra-op threads of the main process for both pipelines;
+the reference's DataLoader workers (``--workers`` per loader, 1 torch thread each, torch's default) and ablate's
+background thread come on top, as each design has them. Both run in the same process, one after the other, per
+setting (model, threads, side), ``--repeats`` times in alternating order; the median is shown. Warm-up steps
+(worker start-up, ``torch.compile``'s compilation) are not timed; ablate's warm-up time is printed, since it
+holds the compile time. images/s counts the images drawn per step, B + mu*B (the unlabeled ones each give three
+views).
 
-    python benchmarks/throughput.py                                   # GPU: resnet18, sides 112 and 224
-    python benchmarks/throughput.py --model small_cnn --sizes 112 --batch 16 --mu 3 --steps 5 --device cpu
+``--levers`` measures ablate alone, adding one lever at a time (the lever table of benchmarks/RESULTS.md): the
+training step, then torch.compile on top (an option, off by default), with its compile time and the steps after
+which it would pay off, and an evaluation with and without batch norm folded into the convolutions. Run it with
+``TORCHINDUCTOR_CACHE_DIR`` set to an empty folder to see the compile time with a cold cache.
+
+    python benchmarks/throughput.py --sizes 48 112 --threads 1 2 --repeats 3               # CPU, small_cnn
+    python benchmarks/throughput.py --models resnet18 --sizes 112 --threads 1 2 --repeats 3
+    python benchmarks/throughput.py --levers --sizes 48 112 --threads 1 2 --repeats 3
+    python benchmarks/throughput.py --device cuda --models resnet18 --sizes 112 224 --mu 7  # GPU
+
+The last lines of the output are one summary per setting, for scripts:
+``throughput small_cnn 48px threads=1: ablate/reference = N.NNx``.
 """
 
 from __future__ import annotations
@@ -28,16 +44,28 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ablate.augment import Augmenter
-from ablate.data import load_data
+from ablate.data import FaceSet, load_data
+from ablate.data.split import split_faces
 from ablate.run_config import load_config, preset_path
 from ablate.trainer import Trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_pipeline import ReferencePipeline
+
+# --levers: ablate with each lever added to the ones above it (the overrides of each rung); the third rung is
+# the trainer's default on a CPU with a core to spare, the last one an option.
+LEVERS: list[tuple[str, list[str]]] = [
+    ("plain (NCHW, no overlap)", ["trainer.channels_last=false", "trainer.overlap=false", "trainer.fuse_eval=false"]),
+    ("+ channels-last", ["trainer.channels_last=true", "trainer.overlap=false", "trainer.fuse_eval=false"]),
+    ("+ overlap (background batches)", ["trainer.channels_last=true", "trainer.overlap=true"]),
+    ("+ torch.compile (an option)", ["trainer.channels_last=true", "trainer.overlap=true", "trainer.compile=true"]),
+]
 
 
 def sync(device: torch.device) -> None:
@@ -45,29 +73,40 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_steps(step: Callable[[int], object], warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds taken by ``steps`` calls of ``step`` after ``warmup`` untimed ones."""
-    for i in range(warmup):
-        step(i)
-    sync(device)
+def load_text() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@dataclass
+class Run:
+    seconds: float  # for the timed steps
+    warmup_seconds: float  # for the warm-up steps (compilation included)
+    peak: str
+    evaluation_seconds: float | None = None
+
+
+def timed(run: Callable[[int, int], object], warmup: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """(seconds of ``steps`` steps, seconds of the ``warmup`` untimed ones before them); ``run(start, stop)``."""
     start = time.perf_counter()
-    for i in range(steps):
-        step(warmup + i)
+    run(0, warmup)
     sync(device)
-    return time.perf_counter() - start
+    middle = time.perf_counter()
+    run(warmup, warmup + steps)
+    sync(device)
+    return time.perf_counter() - middle, middle - start
 
 
-def ablate_config(args: argparse.Namespace, side: int) -> dict:
+def ablate_config(args: argparse.Namespace, model: str, side: int, extra: list[str]) -> dict:
     overrides = [
-        f"model.name={args.model}",
+        f"model.name={model}",
         f"data.options={{scale: {args.scale}, image_size: {side}}}",
         f"trainer.batch_size={args.batch}",
         f"trainer.mu={args.mu}",
         f"trainer.device={args.device}",
-        "trainer.forward=concat",
         "trainer.epochs=1",
         f"trainer.steps_per_epoch={args.warmup + args.steps}",
         *args.set,
+        *extra,
     ]
     return load_config(preset_path("lion"), overrides)
 
@@ -82,29 +121,32 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def run_ablate(args: argparse.Namespace, config: dict, faces, device: torch.device) -> tuple[float, str]:
-    """(seconds for args.steps steps, peak GPU memory) of ablate's Trainer."""
+def run_ablate(
+    args: argparse.Namespace, config: dict, faces: FaceSet, device: torch.device, evaluate: bool = False
+) -> Run:
     reset_memory(device)
     trainer = Trainer(config, faces)
-    if args.compile:
-        trainer.model = torch.compile(trainer.model)  # the optimiser and the EMA teacher share its parameters
-    seconds = timed_steps(trainer.step, args.warmup, args.steps, device)
-    return seconds, peak_memory(device)
+    seconds, warmup = timed(trainer.run_steps, args.warmup, args.steps, device)
+    evaluation = None
+    if evaluate:  # once to warm up, then timed: the test, validation and unlabeled-probe forwards of an epoch
+        trainer.evaluate()
+        start = time.perf_counter()
+        trainer.evaluate()
+        sync(device)
+        evaluation = time.perf_counter() - start
+    return Run(seconds, warmup, peak_memory(device), evaluation)
 
 
-def run_reference(args: argparse.Namespace, config: dict, faces, device: torch.device) -> tuple[float, str]:
-    """(seconds for args.steps steps, peak GPU memory) of the reference pipeline, on the Trainer's split."""
-    probe = Trainer({**config, "trainer": {**config["trainer"], "device": "cpu"}}, faces)  # the same split, on the host
-    labeled, unlabeled = probe.labeled, probe.unlabeled
+def run_reference(args: argparse.Namespace, config: dict, faces: FaceSet, device: torch.device) -> Run:
+    split = split_faces(faces, config["data"])  # the split the Trainer trains on
     pad = Augmenter(faces.images.shape[-1], **config["augment"]).pad[0]
-    del probe
     reset_memory(device)
     reference = ReferencePipeline(
         faces.images,
         faces.labels,
-        labeled,
-        unlabeled,
-        model=args.model,
+        split.labeled,
+        split.unlabeled,
+        model=config["model"],
         num_classes=faces.num_classes,
         batch_size=args.batch,
         mu=args.mu,
@@ -114,27 +156,30 @@ def run_reference(args: argparse.Namespace, config: dict, faces, device: torch.d
         pad=pad,
     )
     try:
-        seconds = timed_steps(lambda _: reference.step(), args.warmup, args.steps, device)
+        seconds, warmup = timed(lambda a, b: [reference.step() for _ in range(a, b)], args.warmup, args.steps, device)
     finally:
         reference.close()
-    return seconds, peak_memory(device)
+    return Run(seconds, warmup, peak_memory(device))
 
 
-def bench_side(args: argparse.Namespace, side: int, device: torch.device) -> dict[str, list[tuple[float, str]]]:
-    """{pipeline: [(seconds for args.steps steps, peak GPU memory) per repeat]} at one image side.
-
-    The two pipelines run one after the other, each built afresh, in alternating order over the repeats (so a
-    change in the machine's load does not favour one of them).
-    """
-    config = ablate_config(args, side)
-    faces = load_data(config["data"])
-    runners = {"ablate": run_ablate, "reference": run_reference}
-    results: dict[str, list[tuple[float, str]]] = {"ablate": [], "reference": []}
-    for repeat in range(args.repeats):
-        order = ["ablate", "reference"] if repeat % 2 == 0 else ["reference", "ablate"]
-        for name in order:
-            results[name].append(runners[name](args, config, faces, device))
+def alternate(runners: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
+    """Each runner ``repeats`` times, the order reversed on every other repeat (so a change in the machine's load
+    does not favour one of them)."""
+    results: dict[str, list[Run]] = {name: [] for name in runners}
+    names = list(runners)
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            results[name].append(runners[name]())
     return results
+
+
+def rate(args: argparse.Namespace, runs: list[Run]) -> float:
+    """The median steps/s over the repeats."""
+    return statistics.median(args.steps / r.seconds for r in runs)
+
+
+def per_repeat(args: argparse.Namespace, runs: list[Run]) -> str:
+    return " ".join(f"{args.steps / r.seconds:.3f}" for r in runs)
 
 
 def describe_machine(device: torch.device) -> str:
@@ -145,87 +190,144 @@ def describe_machine(device: torch.device) -> str:
     except (OSError, StopIteration):
         pass
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return f"CPU {cpu} ({os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads){gpu}"
+    return f"CPU {cpu} ({os.cpu_count()} cores){gpu}; torch {torch.__version__}"
+
+
+def settings(args: argparse.Namespace):
+    for model in args.models:
+        for threads in args.threads:
+            for side in args.sizes:
+                yield model, threads, side
+
+
+def compare(args: argparse.Namespace, device: torch.device, data: Callable[[dict], FaceSet]) -> list[str]:
+    """ablate against the reference at every setting; returns the summary lines."""
+    per_step = args.batch * (1 + args.mu)
+    summaries, table = [], []
+    for model, threads, side in settings(args):
+        torch.set_num_threads(threads)
+        config = ablate_config(args, model, side, [])
+        faces = data(config)
+        before = load_text()
+        results = alternate(
+            {
+                "ablate": partial(run_ablate, args, config, faces, device),
+                "reference": partial(run_reference, args, config, faces, device),
+            },
+            args.repeats,
+        )
+        a, r = rate(args, results["ablate"]), rate(args, results["reference"])
+        warm = statistics.median(run.warmup_seconds for run in results["ablate"])
+        where = f"{model} {side}px threads={threads}"
+        print(
+            f"{where}: ablate {a:.3f} steps/s ({a * per_step:.1f} images/s, warm-up {warm:.1f} s for {args.warmup} "
+            f"steps), reference {r:.3f} steps/s ({r * per_step:.1f} images/s): {a / r:.2f}x "
+            f"[steps/s per repeat: ablate {per_repeat(args, results['ablate'])}; reference "
+            f"{per_repeat(args, results['reference'])}] load {before} -> {load_text()}",
+            flush=True,
+        )
+        table.append((model, side, threads, a * per_step, r * per_step, a / r, warm))
+        summaries.append(f"throughput {where}: ablate/reference = {a / r:.2f}x")
+    print()
+    print(f"{'model':>10} {'side':>5} {'threads':>7} {'ablate img/s':>13} {'reference img/s':>16} {'ratio':>7}")
+    for model, side, threads, a, r, ratio, _ in table:
+        print(f"{model:>10} {side:>5} {threads:>7} {a:>13.1f} {r:>16.1f} {ratio:>6.2f}x")
+    return summaries
+
+
+def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict], FaceSet]) -> list[str]:
+    """ablate alone, one lever added at a time; returns the summary lines."""
+    per_step = args.batch * (1 + args.mu)
+    summaries = []
+    for model, threads, side in settings(args):
+        torch.set_num_threads(threads)
+        configs = {name: ablate_config(args, model, side, extra) for name, extra in LEVERS}
+        faces = data(configs[LEVERS[0][0]])
+        before = load_text()
+        results = alternate(
+            {name: partial(run_ablate, args, c, faces, device, evaluate=True) for name, c in configs.items()},
+            args.repeats,
+        )
+        where = f"{model} {side}px threads={threads}"
+        print(f"{where} (load {before} -> {load_text()}):")
+        rates = {name: rate(args, runs) for name, runs in results.items()}
+        first = rates[LEVERS[0][0]]
+        previous = first
+        for name, value in rates.items():
+            warm = statistics.median(run.warmup_seconds for run in results[name])
+            print(
+                f"  {name:<32} {value:.3f} steps/s ({value * per_step:.1f} images/s) {value / previous:.2f}x over the "
+                f"row above, {value / first:.2f}x over plain; warm-up {warm:.1f} s for {args.warmup} steps "
+                f"[per repeat: {per_repeat(args, results[name])}]"
+            )
+            previous = value
+        eager, compiled = LEVERS[2][0], LEVERS[3][0]
+        extra = statistics.median(r.warmup_seconds for r in results[compiled]) - statistics.median(
+            r.warmup_seconds for r in results[eager]
+        )
+        saved = 1 / rates[eager] - 1 / rates[compiled]
+        pays = f"after {extra / saved:.0f} steps" if saved > 0 else "never (no step is faster)"
+        first_compile = results[compiled][0].warmup_seconds
+        print(
+            f"  torch.compile: first warm-up {first_compile:.1f} s (the cache as this process found it), later "
+            f"{extra:.1f} s more than eager's warm-up; saves {saved * 1000:.0f} ms per step: pays off {pays}"
+        )
+        evaluations = {name: statistics.median(r.evaluation_seconds for r in runs) for name, runs in results.items()}
+        plain_eval, folded = evaluations[LEVERS[0][0]], evaluations[LEVERS[2][0]]
+        unfolded = evaluations[LEVERS[1][0]]
+        print(
+            "  evaluation (an epoch's test, validation and unlabeled-probe forwards): plain "
+            f"{plain_eval:.2f} s, channels-last {unfolded:.2f} s, channels-last + batch norm folded {folded:.2f} s "
+            f"({unfolded / folded:.2f}x from folding, {plain_eval / folded:.2f}x in all)"
+        )
+        default = rates[LEVERS[2][0]]
+        summaries.append(f"levers {where}: defaults / plain = {default / first:.2f}x")
+    return summaries
 
 
 def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if cuda else "cpu")
-    p.add_argument("--model", choices=("resnet18", "small_cnn"), default="resnet18")
-    p.add_argument("--sizes", type=int, nargs="+", default=[112, 224], help="image sides (default: 112 224)")
-    p.add_argument("--batch", type=int, default=32, help="labeled images per step, B (default 32, the presets')")
-    p.add_argument("--mu", type=int, default=7, help="unlabeled images per labeled one (default 7)")
-    p.add_argument("--steps", type=int, default=50, help="timed steps per pipeline (default 50)")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="runs of each pipeline, in alternating order; the median is shown (default 1)",
-    )
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; 10 with --compile)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="DataLoader workers per loader of the reference (default: 16 on cuda, 2 on cpu)",
-    )
-    p.add_argument("--compile", action="store_true", help="wrap ablate's model with torch.compile")
-    p.add_argument(
-        "--scale", type=float, default=0.1, help="synthfer's size relative to RAF-DB (default 0.1: 1,532 images)"
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads of the main process (default: torch's choice)"
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="another override of ablate's config, e.g. trainer.forward=separate",
-    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--models", nargs="+", choices=("small_cnn", "resnet18"), default=["small_cnn"])
+    p.add_argument("--sizes", type=int, nargs="+", default=[48, 112], help="image sides (default: 48 112)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads, each a setting (1 2)")
+    p.add_argument("--batch", type=int, default=32, help="labeled images per step, B (default 32, the main job's)")
+    p.add_argument("--mu", type=int, default=3, help="unlabeled images per labeled one (default 3, the main job's)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per run (default 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; the median (3)")
+    p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers per loader (cuda 16, cpu 2)")
+    p.add_argument("--scale", type=float, default=0.2, help="synthfer's size relative to RAF-DB (default 0.2)")
+    p.add_argument("--levers", action="store_true", help="ablate alone, adding one lever at a time")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override of ablate's config")
     args = p.parse_args(argv)
     if args.device == "cuda" and not cuda:
         p.error("--device cuda: this machine has no CUDA GPU; use --device cpu")
     if args.workers is None:
         args.workers = 16 if args.device == "cuda" else 2
-    if args.warmup is None:
-        args.warmup = 10 if args.compile else 5
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    per_step = args.batch * (1 + args.mu)
     print(describe_machine(device))
     print(
-        f"model {args.model}, B {args.batch}, mu {args.mu} ({per_step} images/step), {args.warmup} warm-up + {args.steps} timed steps, "
-        f"{args.repeats} repeat(s), reference workers {args.workers} per loader, compile {args.compile}, "
-        f"ablate overrides {args.set or 'none'}, load average {os.getloadavg()[0]:.2f}",
+        f"B {args.batch}, mu {args.mu} ({args.batch * (1 + args.mu)} images/step), {args.warmup} warm-up + "
+        f"{args.steps} timed steps, {args.repeats} repeat(s) in alternating order, reference workers {args.workers} "
+        f"per loader, ablate overrides {args.set or 'none'}; load average {load_text()}",
         flush=True,
     )
-    rows = []
-    for side in args.sizes:
-        results = bench_side(args, side, device)
-        rates = {}
-        for name, runs in results.items():
-            steps_s = statistics.median(args.steps / seconds for seconds, _ in runs)
-            rates[name] = (steps_s, steps_s * per_step, runs[-1][1], [args.steps / seconds for seconds, _ in runs])
-        rows.append((side, rates))
-        a, r = rates["ablate"], rates["reference"]
-        print(
-            f"side {side}: ablate {a[0]:.3f} steps/s, {a[1]:.1f} images/s (peak {a[2]}); "
-            f"reference {r[0]:.3f} steps/s, {r[1]:.1f} images/s (peak {r[2]}); ratio {a[1] / r[1]:.2f}x "
-            f"[steps/s per repeat: ablate {' '.join(f'{x:.3f}' for x in a[3])}, reference {' '.join(f'{x:.3f}' for x in r[3])}]",
-            flush=True,
-        )
+    cache: dict[str, FaceSet] = {}
 
-    print()
-    print(f"{'side':>5} {'pipeline':>10} {'steps/s':>9} {'images/s':>10} {'peak mem':>10}")
-    for side, rates in rows:
-        for name, (steps_s, images_s, mem, _) in rates.items():
-            print(f"{side:>5} {name:>10} {steps_s:>9.3f} {images_s:>10.1f} {mem:>10}")
-        print(f"{side:>5} {'ratio':>10} {rates['ablate'][0] / rates['reference'][0]:>8.2f}x (ablate / reference)")
-    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    def data(config: dict) -> FaceSet:
+        key = repr(config["data"])
+        if key not in cache:
+            cache.clear()  # one data set at a time: the 112 px set is large
+            cache[key] = load_data(config["data"])
+        return cache[key]
+
+    summaries = (levers if args.levers else compare)(args, device, data)
+    print(f"load average at the end: {load_text()}")
+    for line in summaries:
+        print(line)
     return 0
 
 
