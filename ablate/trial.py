@@ -25,6 +25,7 @@ import torch
 
 from ablate.data import FaceSet
 from ablate.records import CHECKPOINT_FILE, CONFIG_KEY, DEVICE_KEY, HOST_KEY, NODE_KEY, TrialDiverged
+from ablate.runtime import configure_threads
 from ablate.storage import Storage
 from ablate.study import trial_config
 from ablate.trainer import Diverged, Trainer
@@ -107,7 +108,7 @@ def train_trial(
 
     run_config = trial_config(base, variants, config, baselines)
     run_config["trainer"]["device"] = "cuda" if gpu > 0 else "cpu"
-    torch.set_num_threads(max(1, int(cpu)))
+    configure_threads(cpu)  # threads for its share of cores, pinned to free ones: packed trials do not contend
     if 0 < gpu < 1:
         torch.cuda.set_per_process_memory_fraction(gpu)  # a trial sharing a GPU keeps to its share
     trainer = Trainer(run_config, from_shared(data))

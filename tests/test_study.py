@@ -126,7 +126,8 @@ def test_a_variant_that_changes_the_budget_gets_its_own_baselines(tmp_path):
     ]
     configs = [trial_config(study.base, study.variants, p, study.baselines) for p in baseline_points(study)]
     assert [(c["data"]["labels"], c["data"]["labels_per_class"]) for c in configs] == [(100, None), (None, 20)]
-    assert [w for w, _ in split_sections(study)] == ["synthfer (variant=small)", "synthfer (variant=large)"]
+    sections = [w for w, _ in split_sections(study)]
+    assert sections == ["synthfer (variant=small)", "synthfer (variant=large)"]
 
 
 def test_a_continuous_searched_split_cannot_have_baselines():
