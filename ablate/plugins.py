@@ -1,7 +1,8 @@
 """Plugins: modules a config names under ``plugins:`` to register more components, policies, models or data
 sources without editing ablate. Each entry is an importable module name (``mylab.components``) or the path of a
-Python file (``plugins/double_ce.py``, made absolute against the config's folder). They are imported before the
-config is resolved, in the driver and again in every Ray trial, so a study file can enable what they register.
+Python file (``plugins/double_ce.py``, relative to the working directory, as data paths are). They are imported
+before the config is resolved, in the driver and again in every Ray trial, so a study file can enable what they
+register.
 """
 
 from __future__ import annotations

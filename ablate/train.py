@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--list-params", action="store_true", help="print every config parameter with its default and doc, and exit"
+        "--list-params",
+        action="store_true",
+        help="print every config parameter with its default and doc, and exit (with --config: its plugins' too)",
     )
     args = parser.parse_args(argv)
     if args.list_params:
@@ -144,9 +146,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_params:
-        print(param_listing())
-        return 0
+        return guarded(list_params, args)
     return guarded(run, args)
+
+
+def list_params(args: argparse.Namespace) -> int:
+    """Every parameter; with --config, after loading the plugins that config names, so theirs are listed too."""
+    if args.config:
+        load_config(preset_path(args.config), args.set)
+    print(param_listing())
+    return 0
 
 
 if __name__ == "__main__":

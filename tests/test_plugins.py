@@ -54,6 +54,18 @@ def test_a_plugin_component_trains_from_a_config_file(tmp_path, registry_restore
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
+def test_list_params_with_a_config_lists_its_plugins_parameters(tmp_path, capsys, registry_restored):
+    from ablate import train
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump({"plugins": [str(PLUGIN)], **TINY, "components": {"entropy_min": {"enabled": True}}})
+    )
+    assert train.main(["--list-params", "--config", str(config_file)]) == 0
+    listing = capsys.readouterr().out
+    assert "entropy_min" in listing and "softmax temperature of the entropy" in listing
+
+
 def test_a_plugin_that_does_not_import_is_a_config_error(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("import no_such_module_anywhere\n")
