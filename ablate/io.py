@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ablate.errors import AblateError
 
 
 def umask() -> int:
@@ -66,3 +69,26 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def make_writable_folder(folder: Path, what: str, hint: str = "") -> Path | None:
+    """Create ``folder`` and check that files can be written in it, or raise one line naming why not (``what`` is
+    the option it came from, ``hint`` another kind of place it could be). A folder this call made is removed
+    again on failure. Returns the topmost folder it created (None if ``folder`` existed)."""
+    absolute = folder.absolute()
+    first_missing = next((p for p in [*reversed(absolute.parents), absolute] if not p.exists()), None)
+    for parent in [absolute, *absolute.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise AblateError(f"{what}: {parent} is a file, not a folder; give a folder (created if missing){hint}")
+    try:
+        absolute.mkdir(parents=True, exist_ok=True)
+        probe = absolute / ".ablate-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        if first_missing is not None:
+            shutil.rmtree(first_missing, ignore_errors=True)
+        raise AblateError(
+            f"{what}: cannot write to {absolute} ({err.strerror or err}); give a folder you can write to"
+        ) from None
+    return first_missing

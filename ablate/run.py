@@ -27,6 +27,7 @@ from ablate.baselines import baseline_points, reference, split_sections
 from ablate.cli import guarded
 from ablate.data import check_split, load_data
 from ablate.errors import AblateError, ConfigError
+from ablate.io import make_writable_folder
 from ablate.lock import StudyLock
 from ablate.params import flatten
 from ablate.records import BASELINE, EXPERIMENTS, SEARCH, STUDY_FILE
@@ -154,22 +155,7 @@ def open_study_folder(storage: str, name: str) -> tuple[Storage, Storage | None]
             raise AblateError(f"{what}: cannot write there ({err}); give a URI you can write to") from None
         return folder, created
     path = Path(storage).absolute() / name
-    first_missing = next((p for p in [*reversed(path.parents), path] if not p.exists()), None)
-    for parent in [path, *path.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise AblateError(
-                f"{what}: {parent} is a file, not a folder; give a folder (created if missing) or a URI (s3://...)"
-            )
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".ablate-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        remove_created(Storage(str(first_missing)) if first_missing else None)
-        raise AblateError(
-            f"{what}: cannot write to {path} ({err.strerror or err}); give a folder you can write to"
-        ) from None
+    first_missing = make_writable_folder(path, what, hint=" or a URI (s3://...)")
     return Storage(str(path)), Storage(str(first_missing)) if first_missing else None
 
 

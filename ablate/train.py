@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from ablate.cli import guarded
 from ablate.data import load_data
 from ablate.errors import AblateError
-from ablate.io import atomic_torch_save, atomic_write_text, write_jsonl
+from ablate.io import atomic_torch_save, atomic_write_text, make_writable_folder, write_jsonl
 from ablate.run_config import load_config, param_listing, preset_path, resolve_config
 from ablate.trainer import Trainer
 
@@ -71,29 +70,9 @@ def prepare_run(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict[st
     path = preset_path(args.config)
     config = load_config(path, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    make_run_folder(out, "--out" if args.out else "the run folder")
+    make_writable_folder(out, f"--out {out}" if args.out else f"the run folder {out}")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     return config, out, None
-
-
-def make_run_folder(out: Path, what: str) -> None:
-    """Create ``out``, or one line naming why not; a folder this call made is removed again on failure."""
-    absolute = out.absolute()
-    first_missing = next((p for p in [*reversed(absolute.parents), absolute] if not p.exists()), None)
-    for folder in [absolute, *absolute.parents]:
-        if folder.exists() and not folder.is_dir():
-            raise AblateError(f"{what} {out}: {folder} is a file, not a folder; give a folder (created if missing)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".ablate-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        if first_missing is not None:
-            shutil.rmtree(first_missing, ignore_errors=True)
-        raise AblateError(
-            f"{what} {out}: cannot write there ({err.strerror or err}); give a folder you can write to"
-        ) from None
 
 
 def progress_bar(trainer: Trainer, quiet: bool):

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from ablate import plugins
 from ablate.components import COMPONENTS
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
@@ -30,9 +31,12 @@ TINY = {
 def registry_restored():
     """The plugin registers itself in this process; take it out again so other tests see the stock registry."""
     before = set(COMPONENTS.names())
+    loaded = dict(plugins._loaded)
     yield
     for name in set(COMPONENTS.names()) - before:
         COMPONENTS._items.pop(name)
+    plugins._loaded.clear()  # so that the next test imports (and registers) the plugin again
+    plugins._loaded.update(loaded)
 
 
 def test_a_plugin_component_trains_from_a_config_file(tmp_path, registry_restored):
