@@ -27,6 +27,7 @@ from ablate.baselines import baseline_points, reference, split_sections
 from ablate.cli import guarded
 from ablate.data import check_split, load_data
 from ablate.errors import AblateError, ConfigError
+from ablate.interrupt import catch_interrupt
 from ablate.io import make_writable_folder
 from ablate.lock import StudyLock
 from ablate.params import flatten
@@ -393,12 +394,14 @@ def prepare(
                 folder.write_text(STUDY_FILE, json.dumps(record, indent=2))
             running = True
             data_ref = ray.put(to_shared(faces))  # once; every trial reads it from the object store
-            for role, expected in ((SEARCH, search_trials(study)), (BASELINE, len(points))):
-                if expected:
-                    grid = build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
-                    if grid.num_terminated + grid.num_errors < expected:  # Ctrl-C: Tune stopped and returned
-                        record = {**record, "interrupted": True}
-                        break
+            with catch_interrupt() as interrupt:
+                for role, expected in ((SEARCH, search_trials(study)), (BASELINE, len(points))):
+                    if expected and not interrupt.requested:
+                        grid = build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
+                        if grid.num_terminated + grid.num_errors < expected:  # Tune stopped early on its own
+                            interrupt.requested = True
+            if interrupt.requested:
+                record = {**record, "interrupted": True}
         finally:
             ray.shutdown()
     except BaseException:

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from ablate import run
+from ablate.interrupt import TUNE_SIGINT_SWITCH, catch_interrupt
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
@@ -229,6 +230,59 @@ def test_ctrl_c_stops_the_study_before_its_baselines_and_resume_finishes_it(tmp_
     assert run.main([*args, "--resume"]) == 0
     trials = pl.read_parquet(tmp_path / "cc" / "trials.parquet")
     assert trials["role"].to_list() == ["search", "search", "baseline"] and set(trials["status"]) == {"complete"}
+
+
+
+def test_ctrl_c_while_the_searchs_last_trial_runs_does_not_start_the_baselines(tmp_path):
+    """The case trial counts cannot tell: no trial is left pending, and Tune returns with each counted finished."""
+    args = ["--space", SMOKE, "--storage", str(tmp_path), "--name", "late", *VAL, "--set", "search.num_samples=1"]
+    args += ["--set", "trainer.epochs=3"]
+    first = driver(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 200
+    while not list((tmp_path / "late" / "ray").glob("*/ablate_checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    out, _ = first.communicate(timeout=200)
+    assert first.returncode == 0 and "interrupted: to finish the study, run the same command with --resume" in out
+    assert not (tmp_path / "late" / "ray_baselines").exists()
+    assert run.main([*args, "--resume"]) == 0
+    trials = pl.read_parquet(tmp_path / "late" / "trials.parquet")
+    assert trials["role"].to_list() == ["search", "baseline"] and set(trials["status"]) == {"complete"}
+
+
+def test_the_first_ctrl_c_asks_tune_to_stop_and_the_second_aborts(monkeypatch):
+    calls = []
+
+    def tune_handler(signum, frame):  # stands in for ray.tune.tune's SIGUSR1 handler
+        calls.append(signum)
+
+    tune_handler.__module__ = "ray.tune.tune"
+    monkeypatch.delenv(TUNE_SIGINT_SWITCH, raising=False)
+    before = signal.getsignal(signal.SIGINT)
+    previous_usr1 = signal.signal(signal.SIGUSR1, tune_handler)
+    try:
+        with catch_interrupt() as interrupt:
+            assert os.environ[TUNE_SIGINT_SWITCH] == "1" and not interrupt.requested
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # signals are handled between bytecodes of the main thread
+            assert interrupt.requested and calls == [signal.SIGUSR1]
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGUSR1, previous_usr1)
+    assert signal.getsignal(signal.SIGINT) is before and TUNE_SIGINT_SWITCH not in os.environ
+
+
+def test_a_ctrl_c_before_tune_listens_is_recorded_and_sends_nothing():
+    previous_usr1 = signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # SIGUSR1 now would end the process
+    try:
+        with catch_interrupt() as interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert interrupt.requested
+    finally:
+        signal.signal(signal.SIGUSR1, previous_usr1)
 
 
 # ---- a faithful resume ------------------------------------------------------------------------------------
