@@ -15,8 +15,10 @@
 Same model, data (synthfer, the same labeled/unlabeled split), batch sizes (B labeled, mu*B unlabeled) and
 optimiser (Adam, lr 5e-4). ``--threads N`` sets torch's intra-op threads of the main process for both pipelines;
 the reference's DataLoader workers (``--workers`` per loader, 1 torch thread each, torch's default) and ablate's
-background thread come on top, as each design has them. Both run in the same process, one after the other, per
-setting (model, threads, side), ``--repeats`` times in alternating order; the median is shown. Warm-up steps
+background thread come on top, as each design has them; ``--cores N`` pins all of it (the workers inherit the
+mask) to N cores, which is what a trial packed with ``resources.cpu = N`` has. Both run in the same process, one
+after the other, per setting (model, threads, side), ``--repeats`` times in alternating order; the median is
+shown. Warm-up steps
 (worker start-up, ``torch.compile``'s compilation) are not timed; ablate's warm-up time is printed, since it
 holds the compile time. images/s counts the images drawn per step, B + mu*B (the unlabeled ones each give three
 views).
@@ -28,6 +30,7 @@ which it would pay off, and an evaluation with and without batch norm folded int
 
     python benchmarks/throughput.py --sizes 48 112 --threads 1 2 --repeats 3               # CPU, small_cnn
     python benchmarks/throughput.py --models resnet18 --sizes 112 --threads 1 2 --repeats 3
+    python benchmarks/throughput.py --cores 1 --threads 1 --repeats 3   # one core for everything: a packed trial
     python benchmarks/throughput.py --levers --sizes 48 112 --threads 1 2 --repeats 3
     python benchmarks/throughput.py --device cuda --models resnet18 --sizes 112 224 --mu 7  # GPU
 
@@ -218,7 +221,7 @@ def compare(args: argparse.Namespace, device: torch.device, data: Callable[[dict
         )
         a, r = rate(args, results["ablate"]), rate(args, results["reference"])
         warm = statistics.median(run.warmup_seconds for run in results["ablate"])
-        where = f"{model} {side}px threads={threads}"
+        where = f"{model} {side}px threads={threads}{args.cores_text}"
         print(
             f"{where}: ablate {a:.3f} steps/s ({a * per_step:.1f} images/s, warm-up {warm:.1f} s for {args.warmup} "
             f"steps), reference {r:.3f} steps/s ({r * per_step:.1f} images/s): {a / r:.2f}x "
@@ -248,7 +251,7 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
             {name: partial(run_ablate, args, c, faces, device, evaluate=True) for name, c in configs.items()},
             args.repeats,
         )
-        where = f"{model} {side}px threads={threads}"
+        where = f"{model} {side}px threads={threads}{args.cores_text}"
         print(f"{where} (load {before} -> {load_text()}):")
         rates = {name: rate(args, runs) for name, runs in results.items()}
         first = rates[LEVERS[0][0]]
@@ -299,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; the median (3)")
     p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers per loader (cuda 16, cpu 2)")
     p.add_argument("--scale", type=float, default=0.2, help="synthfer's size relative to RAF-DB (default 0.2)")
+    p.add_argument(
+        "--cores",
+        type=int,
+        default=None,
+        help="pin the whole benchmark, the reference's DataLoader workers included, to this many cores: what a "
+        "trial with resources.cpu = N gets when trials are packed (default: the process's whole mask)",
+    )
     p.add_argument("--levers", action="store_true", help="ablate alone, adding one lever at a time")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override of ablate's config")
     args = p.parse_args(argv)
@@ -307,8 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is None:
         args.workers = 16 if args.device == "cuda" else 2
     device = torch.device(args.device)
+    args.cores_text = ""
+    if args.cores is not None:
+        mask = sorted(os.sched_getaffinity(0))
+        if not 1 <= args.cores <= len(mask):
+            p.error(f"--cores {args.cores}: allowed 1 to {len(mask)} (the cores this process may use)")
+        os.sched_setaffinity(0, mask[: args.cores])  # child processes (DataLoader workers) inherit it
+        args.cores_text = f" cores={args.cores}"
 
-    print(describe_machine(device))
+    print(describe_machine(device) + (f"; pinned to cores {sorted(os.sched_getaffinity(0))}" if args.cores else ""))
     print(
         f"B {args.batch}, mu {args.mu} ({args.batch * (1 + args.mu)} images/step), {args.warmup} warm-up + "
         f"{args.steps} timed steps, {args.repeats} repeat(s) in alternating order, reference workers {args.workers} "
