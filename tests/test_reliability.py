@@ -216,37 +216,30 @@ def test_a_killed_drivers_lock_does_not_block_the_resume(tmp_path):
     assert pl.read_parquet(tmp_path / "dead" / "trials.parquet")["status"].to_list() == ["complete"]
 
 
-def test_ctrl_c_stops_the_study_before_its_baselines_and_resume_finishes_it(tmp_path):
-    args = ["--space", SMOKE, "--storage", str(tmp_path), "--name", "cc", *VAL, "--set", "search.num_samples=2"]
-    args += ["--set", "search.max_concurrent=1"]
+def ctrl_c_then_resume(tmp_path, name, settings):
+    """Run the smoke study as NAME with SETTINGS, press Ctrl-C once a trial has saved a checkpoint, check that the
+    driver stopped before the baselines, then resume it; returns the finished study's trials."""
+    args = ["--space", SMOKE, "--storage", str(tmp_path), "--name", name, *VAL, *settings]
     first = driver(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 200
-    while not list((tmp_path / "cc" / "ray").glob("*/ablate_checkpoint.pt")) and time.time() < deadline:
+    while not list((tmp_path / name / "ray").glob("*/ablate_checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.1)
     first.send_signal(signal.SIGINT)  # Tune stops its trials, saves its state and returns
     out, _ = first.communicate(timeout=200)
     assert first.returncode == 0 and "interrupted: to finish the study, run the same command with --resume" in out
-    assert not (tmp_path / "cc" / "ray_baselines").exists() and not (tmp_path / "cc" / ".lock").exists()
+    assert not (tmp_path / name / "ray_baselines").exists() and not (tmp_path / name / ".lock").exists()
     assert run.main([*args, "--resume"]) == 0
-    trials = pl.read_parquet(tmp_path / "cc" / "trials.parquet")
-    assert trials["role"].to_list() == ["search", "search", "baseline"] and set(trials["status"]) == {"complete"}
+    return pl.read_parquet(tmp_path / name / "trials.parquet")
 
+
+def test_ctrl_c_stops_the_study_before_its_baselines_and_resume_finishes_it(tmp_path):
+    trials = ctrl_c_then_resume(tmp_path, "cc", ["--set", "search.num_samples=2", "--set", "search.max_concurrent=1"])
+    assert trials["role"].to_list() == ["search", "search", "baseline"] and set(trials["status"]) == {"complete"}
 
 
 def test_ctrl_c_while_the_searchs_last_trial_runs_does_not_start_the_baselines(tmp_path):
     """The case trial counts cannot tell: no trial is left pending, and Tune returns with each counted finished."""
-    args = ["--space", SMOKE, "--storage", str(tmp_path), "--name", "late", *VAL, "--set", "search.num_samples=1"]
-    args += ["--set", "trainer.epochs=3"]
-    first = driver(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    deadline = time.time() + 200
-    while not list((tmp_path / "late" / "ray").glob("*/ablate_checkpoint.pt")) and time.time() < deadline:
-        time.sleep(0.1)
-    first.send_signal(signal.SIGINT)
-    out, _ = first.communicate(timeout=200)
-    assert first.returncode == 0 and "interrupted: to finish the study, run the same command with --resume" in out
-    assert not (tmp_path / "late" / "ray_baselines").exists()
-    assert run.main([*args, "--resume"]) == 0
-    trials = pl.read_parquet(tmp_path / "late" / "trials.parquet")
+    trials = ctrl_c_then_resume(tmp_path, "late", ["--set", "search.num_samples=1", "--set", "trainer.epochs=3"])
     assert trials["role"].to_list() == ["search", "baseline"] and set(trials["status"]) == {"complete"}
 
 
