@@ -18,10 +18,9 @@ the reference's DataLoader workers (``--workers`` per loader, 1 torch thread eac
 background thread come on top, as each design has them; ``--cores N`` pins all of it (the workers inherit the
 mask) to N cores, which is what a trial packed with ``resources.cpu = N`` has. Both run in the same process, one
 after the other, per setting (model, threads, side), ``--repeats`` times in alternating order; the median is
-shown. Warm-up steps
-(worker start-up, ``torch.compile``'s compilation) are not timed; ablate's warm-up time is printed, since it
-holds the compile time. images/s counts the images drawn per step, B + mu*B (the unlabeled ones each give three
-views).
+shown. Warm-up steps (worker start-up, ``torch.compile``'s compilation) are not timed; ablate's warm-up time is
+printed, since it holds the compile time. images/s counts the images drawn per step, B + mu*B (the unlabeled
+ones each give three views).
 
 ``--levers`` measures ablate alone, adding one lever at a time (the lever table of benchmarks/RESULTS.md): the
 training step, then torch.compile on top (an option, off by default), with its compile time and the steps after
@@ -203,6 +202,12 @@ def settings(args: argparse.Namespace):
                 yield model, threads, side
 
 
+def setting_name(args: argparse.Namespace, model: str, side: int, threads: int) -> str:
+    """How a setting is named in the output and the summary lines."""
+    cores = f" cores={args.cores}" if args.cores is not None else ""
+    return f"{model} {side}px threads={threads}{cores}"
+
+
 def compare(args: argparse.Namespace, device: torch.device, data: Callable[[dict], FaceSet]) -> list[str]:
     """ablate against the reference at every setting; returns the summary lines."""
     per_step = args.batch * (1 + args.mu)
@@ -221,7 +226,7 @@ def compare(args: argparse.Namespace, device: torch.device, data: Callable[[dict
         )
         a, r = rate(args, results["ablate"]), rate(args, results["reference"])
         warm = statistics.median(run.warmup_seconds for run in results["ablate"])
-        where = f"{model} {side}px threads={threads}{args.cores_text}"
+        where = setting_name(args, model, side, threads)
         print(
             f"{where}: ablate {a:.3f} steps/s ({a * per_step:.1f} images/s, warm-up {warm:.1f} s for {args.warmup} "
             f"steps), reference {r:.3f} steps/s ({r * per_step:.1f} images/s): {a / r:.2f}x "
@@ -251,7 +256,7 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
             {name: partial(run_ablate, args, c, faces, device, evaluate=True) for name, c in configs.items()},
             args.repeats,
         )
-        where = f"{model} {side}px threads={threads}{args.cores_text}"
+        where = setting_name(args, model, side, threads)
         print(f"{where} (load {before} -> {load_text()}):")
         rates = {name: rate(args, runs) for name, runs in results.items()}
         first = rates[LEVERS[0][0]]
@@ -317,13 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is None:
         args.workers = 16 if args.device == "cuda" else 2
     device = torch.device(args.device)
-    args.cores_text = ""
     if args.cores is not None:
         mask = sorted(os.sched_getaffinity(0))
         if not 1 <= args.cores <= len(mask):
             p.error(f"--cores {args.cores}: allowed 1 to {len(mask)} (the cores this process may use)")
         os.sched_setaffinity(0, mask[: args.cores])  # child processes (DataLoader workers) inherit it
-        args.cores_text = f" cores={args.cores}"
 
     print(describe_machine(device) + (f"; pinned to cores {sorted(os.sched_getaffinity(0))}" if args.cores else ""))
     print(
