@@ -53,6 +53,11 @@ def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Every registered component, with its parameters; ``enabled`` says which the run uses."""
+    if given is not None and not isinstance(given, Mapping):
+        raise ConfigError(
+            f"components: expected a mapping of component name to settings, e.g. {{negative: {{enabled: false}}}}; "
+            f"got {given!r}"
+        )
     given = dict(given or {})
     for name in given:
         if name not in COMPONENTS:

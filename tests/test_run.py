@@ -204,6 +204,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
 BAD_STUDIES = [
     ("colour: red", r"unknown key 'colour'; allowed: name, description, plugins, data"),
     ("components: {mixup: {enabled: true}}", r"components: unknown component 'mixup'; allowed: contrastive, ema"),
+    ("components: [supervised]", r"components: expected a mapping of component name to settings.*got \['supervised'\]"),
     ("data: {name: imagenet}", r"data.name: unknown dataset 'imagenet'; allowed: fer2013, folder, rafdb, synthfer"),
     ("model: {name: vgg16}", r"model.name: unknown model 'vgg16'; allowed: resnet18, small_cnn"),
     (
