@@ -2,10 +2,11 @@
 evaluation runs, the seeding of every RNG, and the CPU threads of a process.
 
 The CPU levers, each measured in benchmarks/RESULTS.md ("A fast CPU path"): channels-last (oneDNN's convolutions,
-batch norm and max-pool run far faster on NHWC than on NCHW), at evaluation a copy of the model with each batch
-norm folded into the convolution before it, run under ``torch.inference_mode``, and the threads and cores of a
-trial's process. ``torch.compile`` of the training forward is an option, off by default: on the CPU measured it
-cost a minute of compilation (cold cache) and made no step faster.
+batch norm and max-pool run far faster on NHWC than on NCHW), bf16 autocast where the CPU computes bf16 natively
+(the same mixed precision as on CUDA: fp32 weights, optimiser and losses), at evaluation a copy of the model with
+each batch norm folded into the convolution before it, run under ``torch.inference_mode``, and the threads and
+cores of a trial's process. ``torch.compile`` of the training forward is an option, off by default: on the CPU
+measured it cost a minute of compilation (cold cache) and made no step faster.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX), where oneDNN's bf16 convolutions run at
+    about twice fp32's rate; elsewhere bf16 is emulated and slower than fp32."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: absent in some torch versions
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 def _auto(value: Any, when_auto: bool) -> bool:
     return value is True or (value == "auto" and when_auto)
 
@@ -60,10 +69,11 @@ def _auto(value: Any, when_auto: bool) -> bool:
 class Runtime:
     """The trainer section's device settings, with ``auto`` decided.
 
-    On CUDA: bf16 autocast, channels-last and one concatenated forward. On a CPU: fp32, channels-last, one forward
-    per view (one big batch was measured 2x slower than four smaller ones), and the next step's views made in a
-    background thread when the process has a core that torch's threads leave free. Evaluation folds batch norm
-    into the convolutions on both. ``compile`` only when asked for.
+    On CUDA: bf16 autocast, channels-last and one concatenated forward. On a CPU: bf16 autocast where the CPU has
+    native bf16 (fp32 elsewhere), channels-last, one forward per view (one big batch was measured 2x slower than
+    four smaller ones), the next step's views made in a background thread when the process has a core that torch's
+    threads leave free, and the weak views' forward in another when it has twice torch's threads in cores.
+    Evaluation folds batch norm into the convolutions on both. ``compile`` only when asked for.
     """
 
     device: torch.device
@@ -73,6 +83,7 @@ class Runtime:
     compile: bool = False
     fuse_eval: bool = False
     overlap: bool = False
+    background_forward: bool = False
     _compiled: dict[int, tuple[nn.Module, nn.Module]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -81,12 +92,16 @@ class Runtime:
         cuda = device.type == "cuda"
         return cls(
             device=device,
-            autocast=tc["precision"] == "bf16" or (tc["precision"] == "auto" and cuda),
+            autocast=tc["precision"] == "bf16" or (tc["precision"] == "auto" and (cuda or native_cpu_bf16())),
             channels_last=_auto(tc["channels_last"], True),
             concat=tc["forward"] == "concat" or (tc["forward"] == "auto" and cuda),
             compile=tc["compile"],
             fuse_eval=_auto(tc["fuse_eval"], True),
             overlap=_auto(tc["overlap"], not cuda and usable_cpus() > torch.get_num_threads()),
+            background_forward=_auto(
+                tc["background_forward"],
+                not cuda and not tc["compile"] and usable_cpus() >= 2 * torch.get_num_threads(),
+            ),
         )
 
     def prepare_model(self, model: nn.Module) -> nn.Module:

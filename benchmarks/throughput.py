@@ -4,9 +4,10 @@
     pseudo-label, negative learning with disambiguation, EMA teacher), with the trainer's own settings unless
     ``--set`` changes them: what a user gets. The uint8 data set is on the device, batches are drawn by index
     there, the weak and strong views are made there (ablate/augment.py). On a CPU the trainer's ``auto`` settings
-    are channels-last, fp32, one forward per view, and the next step's batch made in a background thread when
-    torch's threads leave a core free (``trainer.overlap``). The steps run through ``Trainer.run_steps``, as an
-    epoch runs them.
+    are channels-last, bf16 autocast where the CPU has native bf16 (fp32 elsewhere), one forward per view, the
+    next step's batch made in a background thread when torch's threads leave a core free (``trainer.overlap``),
+    and the weak views' no-grad forward in another when the process has twice torch's threads in cores
+    (``trainer.background_forward``). The steps run through ``Trainer.run_steps``, as an epoch runs them.
 (b) reference: benchmarks/reference_pipeline.py, built like Ada-CM / FixMatch-pytorch: JPEG bytes decoded with
     PIL in DataLoader worker processes, torchvision transforms per image, four separate fp32 forward passes
     (NCHW), and a simpler loss (CE + thresholded pseudo-label CE), so the comparison is if anything unfair to
@@ -60,14 +61,20 @@ from ablate.trainer import Trainer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_pipeline import ReferencePipeline
 
-# --levers: ablate with each lever added to the ones above it (the overrides of each rung); the third rung is
-# the trainer's default on a CPU with a core to spare, the last one an option.
+# --levers: ablate with each lever added to the ones above it (the overrides of each rung); the next to last rung
+# is the trainer's defaults (each "auto" as this machine decides it), the last one an option.
+OFF = ["trainer.channels_last=false", "trainer.overlap=false", "trainer.fuse_eval=false"]
+FP32 = ["trainer.background_forward=false", "trainer.precision=fp32"]
+ON = ["trainer.channels_last=true", "trainer.overlap=true"]
 LEVERS: list[tuple[str, list[str]]] = [
-    ("plain (NCHW, no overlap)", ["trainer.channels_last=false", "trainer.overlap=false", "trainer.fuse_eval=false"]),
-    ("+ channels-last", ["trainer.channels_last=true", "trainer.overlap=false", "trainer.fuse_eval=false"]),
-    ("+ overlap (background batches)", ["trainer.channels_last=true", "trainer.overlap=true"]),
-    ("+ torch.compile (an option)", ["trainer.channels_last=true", "trainer.overlap=true", "trainer.compile=true"]),
+    ("plain (NCHW, fp32, no overlap)", [*OFF, *FP32]),
+    ("+ channels-last", ["trainer.channels_last=true", "trainer.overlap=false", "trainer.fuse_eval=false", *FP32]),
+    ("+ overlap (background batches)", [*ON, *FP32]),
+    ("+ background weak forward (auto)", [*ON, "trainer.precision=fp32"]),
+    ("+ bf16 autocast (auto)", ON),
+    ("+ torch.compile (an option)", [*ON, "trainer.compile=true"]),
 ]
+DEFAULTS, COMPILED = LEVERS[-2][0], LEVERS[-1][0]
 
 
 def sync(device: torch.device) -> None:
@@ -269,7 +276,7 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
                 f"[per repeat: {per_repeat(args, results[name])}]"
             )
             previous = value
-        eager, compiled = LEVERS[2][0], LEVERS[3][0]
+        eager, compiled = DEFAULTS, COMPILED
         extra = statistics.median(r.warmup_seconds for r in results[compiled]) - statistics.median(
             r.warmup_seconds for r in results[eager]
         )
@@ -282,13 +289,14 @@ def levers(args: argparse.Namespace, device: torch.device, data: Callable[[dict]
         )
         evaluations = {name: statistics.median(r.evaluation_seconds for r in runs) for name, runs in results.items()}
         plain_eval, folded = evaluations[LEVERS[0][0]], evaluations[LEVERS[2][0]]
-        unfolded = evaluations[LEVERS[1][0]]
+        unfolded, default_eval = evaluations[LEVERS[1][0]], evaluations[DEFAULTS]
         print(
             "  evaluation (an epoch's test, validation and unlabeled-probe forwards): plain "
             f"{plain_eval:.2f} s, channels-last {unfolded:.2f} s, channels-last + batch norm folded {folded:.2f} s "
-            f"({unfolded / folded:.2f}x from folding, {plain_eval / folded:.2f}x in all)"
+            f"({unfolded / folded:.2f}x from folding), the defaults {default_eval:.2f} s "
+            f"({plain_eval / default_eval:.2f}x in all)"
         )
-        default = rates[LEVERS[2][0]]
+        default = rates[DEFAULTS]
         summaries.append(f"levers {where}: defaults / plain = {default / first:.2f}x")
     return summaries
 

@@ -28,10 +28,29 @@ def section(**changes) -> dict:
 # ---- what auto decides on a CPU ---------------------------------------------------------------------------
 
 
-def test_auto_on_a_cpu_is_fp32_channels_last_separate_forwards_and_folded_evaluation():
+def test_auto_on_a_cpu_is_channels_last_separate_forwards_and_folded_evaluation():
     rt = Runtime.from_trainer_section(section())
     assert rt.channels_last and rt.fuse_eval
-    assert not (rt.autocast or rt.concat)
+    assert not rt.concat
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: True)
+    assert Runtime.from_trainer_section(section()).autocast
+    assert not Runtime.from_trainer_section(section(precision="fp32")).autocast
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: False)
+    assert not Runtime.from_trainer_section(section()).autocast
+    assert Runtime.from_trainer_section(section(precision="bf16")).autocast
+
+
+def test_native_bf16_is_read_from_the_cpus_capabilities(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not runtime.native_cpu_bf16()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert runtime.native_cpu_bf16()
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not runtime.native_cpu_bf16(), "a torch without the check counts as no native bf16"
 
 
 def test_compile_only_when_asked_for():
