@@ -162,7 +162,9 @@ class Trainer:
         settings = self.settings = self.config["trainer"]
         self.runtime = Runtime.from_trainer_section(settings)
         self.device = self.runtime.device
-        self.config["trainer"]["device"] = self.device.type  # what ran, for the results tables
+        # what ran, for the results tables (auto's precision depends on the CPU, and bf16 rounds differently)
+        self.config["trainer"]["device"] = self.device.type
+        self.config["trainer"]["precision"] = "bf16" if self.runtime.autocast else "fp32"
         self.class_names = faces.class_names
         seed_everything(settings["seed"])
 

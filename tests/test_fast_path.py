@@ -28,6 +28,7 @@ import pytest
 import torch
 from torch import nn
 
+from ablate import runtime
 from ablate.data import load_dataset
 from ablate.models import build_model, resolve_model_section
 from ablate.run_config import load_config
@@ -227,3 +228,9 @@ def test_every_batch_norm_of_the_backbones_is_folded(name, head):
             assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="at least 32"):
         folded(torch.randn(1, 3, 16, 16))  # the classifier's own check still runs
+
+
+@pytest.mark.parametrize(("native", "recorded"), [(True, "bf16"), (False, "fp32")])
+def test_the_precision_auto_picked_is_recorded_for_the_results_tables(faces, monkeypatch, native, recorded):
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: native)
+    assert Trainer(config(precision="auto"), faces).config["trainer"]["precision"] == recorded
