@@ -62,14 +62,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_pipeline import ReferencePipeline
 
 # --levers: ablate with each lever added to the ones above it (the overrides of each rung); the next to last rung
-# is the trainer's defaults (each "auto" as this machine decides it), the last one an option.
+# is the trainer's defaults (each "auto" as this machine decides it: the two background threads only where torch's
+# threads leave cores free), the last one an option.
 OFF = ["trainer.channels_last=false", "trainer.overlap=false", "trainer.fuse_eval=false"]
 FP32 = ["trainer.background_forward=false", "trainer.precision=fp32"]
-ON = ["trainer.channels_last=true", "trainer.overlap=true"]
+ON = ["trainer.channels_last=true", "trainer.overlap=auto"]
 LEVERS: list[tuple[str, list[str]]] = [
     ("plain (NCHW, fp32, no overlap)", [*OFF, *FP32]),
     ("+ channels-last", ["trainer.channels_last=true", "trainer.overlap=false", "trainer.fuse_eval=false", *FP32]),
-    ("+ overlap (background batches)", [*ON, *FP32]),
+    ("+ overlap (auto)", [*ON, *FP32]),
     ("+ background weak forward (auto)", [*ON, "trainer.precision=fp32"]),
     ("+ bf16 autocast (auto)", ON),
     ("+ torch.compile (an option)", [*ON, "trainer.compile=true"]),
