@@ -58,7 +58,7 @@ class BackgroundForward:
             for mine, shadow in zip(model.modules(), self.shadow.modules(), strict=True)
             if isinstance(mine, _BatchNorm) and mine.track_running_stats
         ]
-        threads = torch.get_num_threads()  # a new thread would otherwise start with OpenMP's default
+        threads = torch.get_num_threads()  # OpenMP keeps its count per thread (oneDNN reads it): set it in the new one
         self._pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ablate-forward", initializer=torch.set_num_threads, initargs=(threads,)
         )

@@ -4,7 +4,8 @@ Per step: a labeled batch of B images and an unlabeled batch of mu*B, drawn by i
 kept on the device; a weak view of the labeled images, two weak views and a strong view of the unlabeled ones,
 augmented there (within an epoch, the next step's batch is made in a background thread while this one trains,
 ``trainer.overlap``); the forward passes (one over the concatenated views, or one per view; a view that no
-component learns through runs without gradients); then the components by role: the policy weighs the unlabeled
+component learns through runs without gradients, the weak views' on a free core when there is one,
+``trainer.background_forward``); then the components by role: the policy weighs the unlabeled
 samples, each loss adds its weighted term, and after the optimiser step every component's ``after_step`` runs (the
 teacher's update among them). The trainer asks the components what they are; it never names one. Every epoch
 ends with the components' epoch hooks, an evaluation (of the teacher, when there is one) and a checkpointable

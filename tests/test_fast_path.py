@@ -167,9 +167,9 @@ def test_the_background_forward_changes_no_loss_and_no_parameter(faces, channels
     "every",
     [
         {"channels_last": True, "compile": True, "overlap": True, "fuse_eval": True},
-        {"channels_last": True, "overlap": True, "fuse_eval": True, "background_forward": True},
+        {"channels_last": True, "overlap": True, "fuse_eval": True, "background_forward": True, "precision": "bf16"},
     ],
-    ids=["compiled", "background"],
+    ids=["compiled", "background+bf16"],
 )
 def test_a_seeded_run_with_every_fast_path_on_is_repeatable(faces, every):
     first = Trainer(config("trainer.epochs=2", **every), faces).fit()
