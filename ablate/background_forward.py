@@ -92,6 +92,3 @@ class BackgroundForward:
             mine.running_mean.data.sub_(mean0).mul_(decay).add_(shadow.running_mean)
             mine.running_var.data.sub_(var0).mul_(decay).add_(shadow.running_var)
             mine.num_batches_tracked.data.add_(batches)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)

@@ -39,7 +39,6 @@ def test_the_merged_statistics_are_those_of_the_weak_batches_run_after_the_calle
     # each weak batch normalised with its own statistics (biased variance 1 and 4), as in training mode
     assert out1.flatten().tolist() == pytest.approx([-1, 1], abs=1e-4)
     assert out2.flatten().tolist() == pytest.approx([-1, 1], abs=1e-4)
-    background.close()
 
 
 def test_in_evaluation_mode_nothing_is_merged():
