@@ -86,7 +86,10 @@ def train_steps(trainer: Trainer, steps: int = 4) -> tuple[list[float], torch.Te
     return losses, before, flat_parameters(trainer.model)
 
 
-def assert_same_training(plain: Trainer, fast: Trainer, loss_rtol=LOSS_RTOL, param_share=PARAM_SHARE) -> None:
+def assert_same_training(
+    plain: Trainer, fast: Trainer, loss_rtol=LOSS_RTOL, param_share=PARAM_SHARE
+) -> tuple[list[float], list[float]]:
+    """Checks the fast run against the plain one; returns both runs' losses."""
     losses, start, end = train_steps(plain)
     fast_losses, fast_start, fast_end = train_steps(fast)
     assert torch.equal(start, fast_start), "both runs must start from the same seeded weights"
@@ -94,6 +97,7 @@ def assert_same_training(plain: Trainer, fast: Trainer, loss_rtol=LOSS_RTOL, par
         assert abs(a - b) <= loss_rtol * abs(a), f"step {step}: loss {b} against the plain path's {a}"
     share = ((fast_end - end).norm() / (end - start).norm()).item()
     assert share <= param_share, f"the parameters differ by {share:.2%} of the plain run's update"
+    return losses, fast_losses
 
 
 @pytest.mark.parametrize(
@@ -109,7 +113,9 @@ def test_each_fast_path_trains_like_the_plain_path(faces, levers):
 def test_bf16_autocast_trains_close_to_fp32(faces, channels_last):
     fast = Trainer(config(channels_last=channels_last, precision="bf16"), faces)
     assert fast.runtime.autocast
-    assert_same_training(Trainer(config(channels_last=channels_last), faces), fast, BF16_LOSS_RTOL, BF16_PARAM_SHARE)
+    plain = Trainer(config(channels_last=channels_last), faces)
+    fp32, bf16 = assert_same_training(plain, fast, BF16_LOSS_RTOL, BF16_PARAM_SHARE)
+    assert fp32 != bf16, "the bf16 run must round differently from fp32: autocast did not take effect"
 
 
 def test_the_bf16_comparison_fails_for_twice_the_learning_rate(faces):
