@@ -418,3 +418,49 @@ def test_extract_archive_once(tmp_path, cache_in_tmp):
     assert dest.parent == cache_in_tmp / "archives" and (dest / "fer2013" / "train" / "sad" / "1.png").is_file()
     assert cache.extract_archive(tmp_path / "small.tar.gz") == dest
     assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left
+
+
+def sized_file(path: Path, size: int, mtime: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_prune_removes_least_recently_used_first(tmp_path):
+    root = tmp_path / "cache"
+    a, b, c = (sized_file(root / f"rafdb-{str(i) * 20}-{'f' * 20}.pt", 100, mtime=i) for i in (1, 2, 3))
+    extracted = root / "archives" / f"fer2013-{'e' * 20}"
+    sized_file(extracted / "x" / "1.png", 60, mtime=4)
+    sized_file(extracted / "2.png", 40, mtime=4)
+    os.utime(extracted, (4, 4))
+    own = sized_file(root / "weights.pt", 1000, mtime=0)  # not a name the cache writes: never touched
+    kept = sized_file(root / f"fer2013-{'a' * 20}-{'b' * 20}.pt", 100, mtime=0)  # just written, though oldest
+    # 500 bytes of cache items; the limit 300 takes the two oldest, a then b, and leaves c, the archive, kept
+    assert cache.prune(root, kept, limit=300) == [a, b]
+    assert c.is_file() and extracted.is_dir() and own.is_file() and kept.is_file()
+    # limit 0: everything but what was just written, oldest first (the archive folder counts its files: 100)
+    assert cache.prune(root, kept, limit=0) == [c, extracted]
+    assert sorted(p.name for p in root.iterdir()) == sorted(["archives", own.name, kept.name])
+
+
+def test_cache_limit_keeps_the_newest_and_a_hit_marks_use(tmp_path, monkeypatch, cache_in_tmp):
+    make_rafdb(tmp_path)
+    load_dataset("rafdb", str(tmp_path))
+    (first,) = cache_in_tmp.glob("rafdb-*.pt")
+    os.utime(first, (1, 1))
+    load_dataset("rafdb", str(tmp_path))  # a hit: marked as used now
+    assert first.stat().st_mtime > 1
+    monkeypatch.setenv("ABLATE_CACHE_LIMIT_GB", "0")
+    load_dataset("rafdb", str(tmp_path), image_size=20)
+    (only,) = cache_in_tmp.glob("rafdb-*.pt")
+    assert only != first  # over the limit: the older entry went, the one just written stayed
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "nan"])
+def test_bad_cache_limit_is_named_before_decoding(tmp_path, monkeypatch, value):
+    make_rafdb(tmp_path)
+    monkeypatch.setenv("ABLATE_CACHE_LIMIT_GB", value)
+    monkeypatch.setattr(decode, "decode_image", Counter(decode.decode_image, fail=True))
+    with pytest.raises(DataError, match=r"ABLATE_CACHE_LIMIT_GB.*a number >= 0"):
+        load_dataset("rafdb", str(tmp_path))

@@ -5,14 +5,20 @@ An entry is one ``torch.save`` file under the cache folder (``cache_dir``, else 
 options that change the pixels (``image_size``), then the listing of the source's files with their sizes and
 modification times: editing, adding or removing a file gives a new name, so a stale entry is never read. Entries
 are written to a temporary name and renamed, so a crash or a concurrent trial never sees half a file.
+
+Every new entry or extraction would otherwise stay forever (a clone at a new path, an edited file), and a full
+disk stops far more than this cache: after each write, the least recently used items are removed until the cache
+holds at most ``$ABLATE_CACHE_LIMIT_GB`` (default 8). A hit marks its item as used by touching it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -29,6 +35,11 @@ from ablate.io import atomic_torch_save
 from ablate.params import Param
 
 log = logging.getLogger("ablate.data")
+
+DEFAULT_LIMIT_GB = 8.0
+# The names entry_path and extract_archive give; nothing else in the folder is ever pruned.
+ENTRY_NAME = re.compile(r"[\w.]+-[0-9a-f]{20}-[0-9a-f]{20}\.pt")
+EXTRACTED_NAME = re.compile(r"[^.]+-[0-9a-f]{20}")
 
 # Bump when the entry format or the decoding changes, so that old entries are no longer matched.
 CACHE_VERSION = 1
@@ -52,6 +63,67 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where entries live: the option, else $ABLATE_CACHE, else ~/.cache/ablate."""
     chosen = cache_dir if cache_dir is not None else os.environ.get("ABLATE_CACHE") or Path.home() / ".cache" / "ablate"
     return Path(chosen).expanduser().resolve()
+
+
+def cache_limit_bytes() -> int:
+    """$ABLATE_CACHE_LIMIT_GB in bytes (default 8 GB); a clear error for a value that is not a number >= 0."""
+    text = os.environ.get("ABLATE_CACHE_LIMIT_GB", "")
+    try:
+        limit = float(text) if text.strip() else DEFAULT_LIMIT_GB
+    except ValueError:
+        limit = -1.0
+    if not limit >= 0:  # also catches nan
+        raise DataError(f"ABLATE_CACHE_LIMIT_GB={text!r}: give the cache's size limit in GB, a number >= 0")
+    return int(limit * 1e9)
+
+
+def _size(item: Path) -> int:
+    if item.is_file():
+        return item.stat().st_size
+    return sum(path.stat().st_size for path in item.rglob("*") if path.is_file())
+
+
+def mark_used(item: Path) -> None:
+    """Record a hit (the modification time is the last use), so that pruning removes what nobody reads."""
+    with contextlib.suppress(OSError):  # a read-only cache still serves hits
+        os.utime(item)
+
+
+def prune(root: Path, keep: Path, limit: int) -> list[Path]:
+    """Remove the least recently used entries and extractions until ``root`` holds at most ``limit`` bytes.
+
+    Only names this module writes are candidates (a cache folder shared with other files loses none of them);
+    ``keep`` (what was just written) is never removed. A trial that has an entry memory-mapped keeps reading it:
+    removing a file only unlinks its name. Returns what was removed, oldest first.
+    """
+    entries = (path for path in root.glob("*.pt") if ENTRY_NAME.fullmatch(path.name))
+    archives = (root / "archives").glob("*")
+    extracted = (path for path in archives if path.is_dir() and EXTRACTED_NAME.fullmatch(path.name))
+    items = [*entries, *extracted]
+    sized = []
+    for item in items:
+        try:
+            sized.append((item.stat().st_mtime, item, _size(item)))
+        except OSError:  # removed meanwhile by another process
+            continue
+    total = sum(size for _, _, size in sized)
+    removed = []
+    for _, item, size in sorted(sized, key=lambda entry: entry[0]):
+        if total <= limit:
+            break
+        if item == keep:
+            continue
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+        total -= size
+        removed.append(item)
+    if removed:
+        log.info(
+            "cache %s: removed %d least recently used item(s) to stay under %.2f GB", root, len(removed), limit / 1e9
+        )
+    return removed
 
 
 def _digest(text: str) -> str:
@@ -80,8 +152,9 @@ def _slot_prefix(entry: Path) -> str:
     return entry.name.rsplit("-", 1)[0] + "-"
 
 
-def save_entry(entry: Path, faceset: FaceSet) -> None:
-    """Write atomically (temporary name + rename), then drop older entries of the same slot (stale listings)."""
+def save_entry(entry: Path, faceset: FaceSet, limit: int) -> None:
+    """Write atomically (temporary name + rename), drop older entries of the same slot (stale listings), then
+    prune the cache to ``limit`` bytes."""
     payload = {
         "version": CACHE_VERSION,
         "images": faceset.images,
@@ -95,6 +168,7 @@ def save_entry(entry: Path, faceset: FaceSet) -> None:
     for old in entry.parent.glob(_slot_prefix(entry) + "*.pt"):
         if old != entry:
             old.unlink(missing_ok=True)
+    prune(entry.parent, entry, limit)
 
 
 def load_entry(entry: Path) -> FaceSet | None:
@@ -110,6 +184,7 @@ def load_entry(entry: Path) -> FaceSet | None:
         payload = torch.load(entry, weights_only=True, mmap=True)
         if payload.get("version") != CACHE_VERSION:
             return None
+        mark_used(entry)
         return FaceSet(
             images=payload["images"],
             labels=payload["labels"],
@@ -142,6 +217,7 @@ def load_or_build(
     """
     if not use_cache:
         return build()
+    limit = cache_limit_bytes()  # a bad setting fails before the decode, not after
     entry = entry_path(cache_root(cache_dir), loader, source, options, files)
     cached = load_entry(entry)
     if cached is not None:
@@ -157,7 +233,7 @@ def load_or_build(
     faceset = build()
     log.info("%s: decoded %d images in %.1f s", loader, len(faceset.images), time.perf_counter() - start)
     try:
-        save_entry(entry, faceset)
+        save_entry(entry, faceset, limit)
     except OSError as error:  # a read-only or full disk costs speed next time, not this run
         log.warning("%s: could not write the cache entry %s (%s)", loader, entry, error)
     return faceset
@@ -201,10 +277,12 @@ def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike | N
     that is renamed into place, so an interrupted extraction is never mistaken for a finished one.
     """
     archive = Path(archive).resolve()
+    limit = cache_limit_bytes()
     stat = archive.stat()
     version = _digest(f"{archive}\0{stat.st_size}\0{stat.st_mtime_ns}")
     dest = cache_root(cache_dir) / "archives" / f"{archive.name.split('.')[0]}-{version}"
     if dest.is_dir():
+        mark_used(dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
@@ -218,4 +296,5 @@ def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike | N
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    prune(cache_root(cache_dir), dest, limit)
     return dest
