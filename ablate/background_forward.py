@@ -58,12 +58,26 @@ class BackgroundForward:
             for mine, shadow in zip(model.modules(), self.shadow.modules(), strict=True)
             if isinstance(mine, _BatchNorm) and mine.track_running_stats
         ]
-        threads = torch.get_num_threads()  # OpenMP keeps its count per thread (oneDNN reads it): set it in the new one
-        self._pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="ablate-forward", initializer=torch.set_num_threads, initargs=(threads,)
-        )
+        self._pool: ThreadPoolExecutor | None = None  # made by the first start, ended by close
+
+    def close(self) -> None:
+        """End the thread (a later ``start`` makes a new one). The trainer closes it after each run of steps, so
+        that no thread outlives training: one left to the garbage collector lives on, and is joined only at
+        interpreter exit, inside a stopping Ray worker's shutdown."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> BackgroundForward:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def start(self, views: list[torch.Tensor]) -> Callable[[], Outputs]:
+        if self._pool is None:
+            threads = torch.get_num_threads()  # OpenMP keeps its count per thread (oneDNN reads it): set it there
+            self._pool = ThreadPoolExecutor(1, "ablate-forward", initializer=torch.set_num_threads, initargs=(threads,))
         self.shadow.train(self.model.training)
         before = []
         for mine, shadow in self.norms:

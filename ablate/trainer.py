@@ -14,6 +14,7 @@ state. Step metrics stay on the device until the epoch ends.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -362,8 +363,10 @@ class Trainer:
 
     def run_steps(self, start: int, stop: int, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         """Steps ``start`` .. ``stop - 1`` of the current epoch; with ``overlap``, each next batch is made in the
-        background while a step trains (never past ``stop``: the epoch's hooks use the generator after it)."""
-        with Prefetcher(self.draw, enabled=self.runtime.overlap) as batches:
+        background while a step trains (never past ``stop``: the epoch's hooks use the generator after it).
+        Both background threads end with the run of steps."""
+        weak_thread = self.weak_forward if self.weak_forward is not None else contextlib.nullcontext()
+        with Prefetcher(self.draw, enabled=self.runtime.overlap) as batches, weak_thread:
             for i in range(start, stop):
                 step_metrics = self.step(i, batches.take(more=i + 1 < stop))
                 if on_step is not None:

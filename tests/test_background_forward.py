@@ -3,6 +3,8 @@ on a case computed by hand, the shadow model, and when it applies."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -110,3 +112,23 @@ def test_it_does_not_apply_when_the_weak_views_learn_or_there_are_none(faces):
     learning = load_config("presets/adacm.yaml", [*TINY, on, "model.dropout=0", "trainer.forward=separate"])
     assert "weak" in Trainer(learning, faces).grad_views
     assert Trainer(learning, faces).weak_forward is None
+
+
+def forward_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("ablate-forward")]
+
+
+def test_the_thread_ends_with_each_run_of_steps_and_a_later_run_makes_a_new_one(faces):
+    """No thread outlives training (one left to the garbage collector would live until interpreter exit)."""
+    assert forward_threads() == []
+    trainer = Trainer(load_config("presets/lion.yaml", [*TINY, "trainer.background_forward=true"]), faces)
+    trainer.run_steps(0, 1)
+    assert forward_threads() == []
+    trainer.run_steps(1, 2)  # the second run of steps starts a thread again and ends it again
+    first_norm = next(m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert forward_threads() == [] and int(first_norm.num_batches_tracked) == 2 * 4  # two steps, four views each
+    norm = nn.BatchNorm1d(1, momentum=0.5)
+    with BackgroundForward(norm, normalise) as background:
+        background.start([column(3, 5)])()
+        assert len(forward_threads()) == 1
+    assert forward_threads() == []
