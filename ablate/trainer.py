@@ -298,8 +298,8 @@ class Trainer:
             _, fw1, fw2, _ = feats.split(sizes)
             return Views(ll, lw1, lw2, ls, fw1, fw2)
         # The weak views run last (in the background, when it is on: their batch norm statistics count after the
-        # labeled and strong views' either way).
-        weak = self.weak_forward.start([w1, w2]) if self.weak_forward is not None else None
+        # labeled and strong views' either way). Started only when there are weak views, so that it is always joined.
+        weak = self.weak_forward.start([w1, w2]) if self.weak_forward is not None and len(w1) else None
         ll, fl = self._forward_view(x_l, "labeled")
         if not len(w1):
             return Views(ll, ll[:0], ll[:0], ll[:0], fl[:0], fl[:0])
