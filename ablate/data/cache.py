@@ -280,7 +280,8 @@ def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike | N
     limit = cache_limit_bytes()
     stat = archive.stat()
     version = _digest(f"{archive}\0{stat.st_size}\0{stat.st_mtime_ns}")
-    dest = cache_root(cache_dir) / "archives" / f"{archive.name.split('.')[0]}-{version}"
+    root = cache_root(cache_dir)
+    dest = root / "archives" / f"{archive.name.split('.')[0]}-{version}"
     if dest.is_dir():
         mark_used(dest)
         return dest
@@ -296,5 +297,5 @@ def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike | N
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    prune(cache_root(cache_dir), dest, limit)
+    prune(root, dest, limit)
     return dest
