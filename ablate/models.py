@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.config.params import Param, resolve_section
 from ablate.errors import ConfigError
-from ablate.params import Param, resolve_section
 from ablate.registry import Registry
 
 MODELS: Registry = Registry("model")

@@ -7,12 +7,12 @@ with app.setup:
     # The ablation ladder of a study's results folder: which component earns its keep, per label budget.
     #   python analysis/ablation.py -- results/ablation --out results/ablation/report/ablation
     #   marimo edit analysis/ablation.py -- results/ablation
-    # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    # The tables and figures come from ablate/report/sections.py; this notebook only shows and exports them.
     # --which val|last|oracle picks the test numbers shown (default: at each trial's best-validation epoch).
     import marimo as mo
 
-    from analysis import notebook, sections
-    from analysis.section import heading
+    from ablate.report import notebook, sections
+    from ablate.report.section import heading
 
 
 @app.cell

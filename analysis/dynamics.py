@@ -9,12 +9,12 @@ with app.setup:
     # confusion matrix.
     #   python analysis/dynamics.py -- results/ablation --out results/ablation/report/dynamics
     #   marimo edit analysis/dynamics.py -- results/ablation
-    # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    # The tables and figures come from ablate/report/sections.py; this notebook only shows and exports them.
     # --which val|last|oracle picks the test numbers shown (default: at each trial's best-validation epoch).
     import marimo as mo
 
-    from analysis import notebook, sections
-    from analysis.section import heading
+    from ablate.report import notebook, sections
+    from ablate.report.section import heading
 
 
 @app.cell

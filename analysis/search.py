@@ -8,12 +8,12 @@ with app.setup:
     # importance (fANOVA with scikit-learn, else PED-ANOVA), and where ASHA stopped trials.
     #   python analysis/search.py -- results/lion --out results/lion/report/search
     #   marimo edit analysis/search.py -- results/lion
-    # The tables and figures come from analysis/sections.py; this notebook only shows and exports them.
+    # The tables and figures come from ablate/report/sections.py; this notebook only shows and exports them.
     # --which val|last|oracle picks the test numbers shown (default: at each trial's best-validation epoch).
     import marimo as mo
 
-    from analysis import notebook, sections
-    from analysis.section import heading
+    from ablate.report import notebook, sections
+    from ablate.report.section import heading
 
 
 @app.cell

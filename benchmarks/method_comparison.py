@@ -21,9 +21,9 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from ablate import run
 from ablate.components import COMPONENTS
-from ablate.params import load_yaml
+from ablate.config.params import load_yaml
+from ablate.sweep import driver as run
 
 ROOT = Path(__file__).resolve().parents[1]
 # method -> the preset whose components it takes: the fast variants of FixMatch and Ada-CM (presets/fixmatch.yaml

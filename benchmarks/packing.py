@@ -1,8 +1,8 @@
 """Packing trials on one GPU through Ray Tune: aggregate images/s at 1, 2 and 4 concurrent trials (GPU fractions
 1, 0.5 and 0.25), with each trial's peak GPU memory.
 
-Each trial is a Ray Tune trial with resources {cpu: --cpus-per-trial, gpu: fraction}, set up as ablate/trial.py
-sets up a study's trials (``ablate.runtime.configure_threads(cpu)``: torch threads = its CPUs, pinned to cores
+Each trial is a Ray Tune trial with resources {cpu: --cpus-per-trial, gpu: fraction}, set up as ablate/sweep/trial.py
+sets up a study's trials (``ablate.training.runtime.configure_threads(cpu)``: torch threads = its CPUs, pinned to cores
 of its own unless --no-pin; a trial with gpu < 1 caps its memory with torch.cuda.set_per_process_memory_fraction).
 It builds a real ``Trainer`` from the LION preset with the trainer's own settings (on a GPU: data moved there
 once, augmentation there, one concatenated forward, bf16 autocast, channels-last; on a CPU: channels-last,
@@ -53,16 +53,17 @@ def packing_trial(
 
     from ray import tune
 
-    from ablate.runtime import configure_threads
-    from ablate.trainer import Trainer
-    from ablate.trial import from_shared
+    from ablate.sweep.trial import from_shared
+    from ablate.training.runtime import configure_threads
+    from ablate.training.trainer import Trainer
 
     gpu = spec["gpu"]
     run_config = copy.deepcopy(run_config)
     run_config["trainer"]["device"] = "cuda" if gpu > 0 else "cpu"
-    plan = configure_threads(spec["cpu"], pin=spec["pin"])  # what ablate/trial.py does first
+    plan = configure_threads(spec["cpu"], pin=spec["pin"])  # what ablate/sweep/trial.py does first
     if 0 < gpu < 1:
-        torch.cuda.set_per_process_memory_fraction(gpu)  # as ablate/trial.py: a trial sharing a GPU keeps to its share
+        # as ablate/sweep/trial.py: a trial sharing a GPU keeps to its share
+        torch.cuda.set_per_process_memory_fraction(gpu)
     trainer = Trainer(run_config, from_shared(data))
     cuda = trainer.device.type == "cuda"
 
@@ -201,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    from ablate.config.run import load_config, preset_path
     from ablate.data import load_data
-    from ablate.run_config import load_config, preset_path
-    from ablate.trial import to_shared
+    from ablate.sweep.trial import to_shared
 
     images_per_step = args.batch * (1 + args.mu)
     with open("/proc/cpuinfo") as cpuinfo:

@@ -53,10 +53,10 @@ from functools import partial
 import torch
 
 from ablate.augment import Augmenter
+from ablate.config.run import load_config, preset_path
 from ablate.data import FaceSet, load_data
 from ablate.data.split import split_faces
-from ablate.run_config import load_config, preset_path
-from ablate.trainer import Trainer
+from ablate.training.trainer import Trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_pipeline import ReferencePipeline

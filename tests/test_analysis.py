@@ -19,21 +19,12 @@ import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis import (
-    baselines,
-    dynamics_tables,
-    formatting,
-    ladder,
-    plots,
-    searches,
-    sections,
-    selection,
-    stats,
-    study_layout,
-    summary,
-)
-from analysis.report import write_report
-from analysis.results import ResultsError, load_results
+from ablate.report import dynamics as dynamics_tables
+from ablate.report import ladder, plots, searches, sections
+from ablate.report.page import write_report
+from ablate.results import baselines, formatting, selection, stats, summary
+from ablate.results import layout as study_layout
+from ablate.results.reader import ResultsError, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -849,7 +840,7 @@ def test_report_errors(tmp_path):
 
 
 def test_report_which_choices(capsys):
-    from ablate.report import parse_args
+    from ablate.report.command import parse_args
 
     assert parse_args([str(ABLATION)]).which == "val"
     assert parse_args([str(ABLATION), "--which", "oracle"]).which == "oracle"

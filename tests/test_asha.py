@@ -5,7 +5,7 @@ import pickle
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from ablate.asha import JOURNAL_FILE, JournaledASHA
+from ablate.sweep.asha import JOURNAL_FILE, JournaledASHA
 
 STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
 ASHA = {"time_attr": "epoch", "metric": "m", "mode": "max", "max_t": 4, "grace_period": 1, "reduction_factor": 2}

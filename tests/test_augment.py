@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ablate.augment import ADACM_CUTOUT_GREY, IMAGENET_MEAN, IMAGENET_STD, PARAMS, Augmenter
+from ablate.config.params import resolve_section
 from ablate.errors import ConfigError
-from ablate.params import resolve_section
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

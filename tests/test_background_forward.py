@@ -1,4 +1,4 @@
-"""The weak views' forward in a background thread (``ablate.background_forward``): the running-statistics merge
+"""The weak views' forward in a background thread (``ablate.training.background_forward``): the running-statistics merge
 on a case computed by hand, the shadow model, and when it applies."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from ablate import runtime
-from ablate.background_forward import BackgroundForward, shadow_of, why_not_in_background
+from ablate.config.run import load_config
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
-from ablate.run_config import load_config
-from ablate.runtime import Runtime
-from ablate.trainer import TRAINER_PARAMS, Trainer
+from ablate.training import runtime
+from ablate.training.background_forward import BackgroundForward, shadow_of, why_not_in_background
+from ablate.training.runtime import Runtime
+from ablate.training.trainer import TRAINER_PARAMS, Trainer
 
 
 def normalise(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

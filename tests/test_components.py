@@ -22,8 +22,8 @@ from ablate.components.policies import hard_mask
 from ablate.components.policies.adaptive import adaptive_thresholds, correct_confidence_stats
 from ablate.components.pseudo_label import pseudo_label_loss
 from ablate.components.threshold import Threshold
+from ablate.config.run import resolve_components
 from ablate.errors import ConfigError
-from ablate.run_config import resolve_components
 
 # ---- threshold ----------------------------------------------------------------------------------------
 

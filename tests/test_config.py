@@ -2,8 +2,8 @@
 
 import pytest
 
+from ablate.config.params import Param
 from ablate.errors import ConfigError
-from ablate.params import Param
 
 
 def test_a_bool_listed_among_the_choices_is_accepted():

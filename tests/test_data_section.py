@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ablate.config.params import Param, flatten
 from ablate.data import DATA_PARAMS, DATASETS, register_dataset, resolve_data_section, source_label, source_options
 from ablate.errors import ConfigError
-from ablate.params import Param, flatten
 
 
 def test_defaults_fill_every_key_and_every_option():

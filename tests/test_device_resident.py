@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ablate.config.run import load_config
 from ablate.data import load_dataset
-from ablate.run_config import load_config
-from ablate.trainer import Trainer
+from ablate.training.trainer import Trainer
 
 TINY = [
     "data.options={scale: 0.05, image_size: 32}",

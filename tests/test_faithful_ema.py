@@ -6,8 +6,8 @@ from torch import nn
 
 from ablate.components import Context
 from ablate.components.ema import Ema
+from ablate.config.run import resolve_components
 from ablate.errors import ConfigError
-from ablate.run_config import resolve_components
 
 
 def _ema(**given) -> Ema:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from ablate.config.params import flatten, load_yaml
+from ablate.config.run import resolve_config
+from ablate.config.study import build_study, merge
 from ablate.data import load_dataset
-from ablate.params import flatten, load_yaml
-from ablate.run_config import resolve_config
-from ablate.study import build_study, merge
-from ablate.trainer import Trainer
+from ablate.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "presets"

@@ -28,12 +28,12 @@ import pytest
 import torch
 from torch import nn
 
-from ablate import runtime
+from ablate.config.run import load_config
 from ablate.data import load_dataset
 from ablate.models import build_model, resolve_model_section
-from ablate.run_config import load_config
-from ablate.runtime import Runtime, fold_batch_norms
-from ablate.trainer import Trainer
+from ablate.training import runtime
+from ablate.training.runtime import Runtime, fold_batch_norms
+from ablate.training.trainer import Trainer
 
 LOSS_RTOL = 1e-4
 PARAM_SHARE = 0.02

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ablate.config.run import load_config
 from ablate.data import load_dataset
-from ablate.run_config import load_config
-from ablate.trainer import Trainer
+from ablate.training.trainer import Trainer
 
 # Calls that read a tensor's data on the host, or whose output shape depends on the data.
 READS = {

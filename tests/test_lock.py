@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ablate.lock import StudyLock, StudyLocked, is_stale, me
+from ablate.sweep.lock import StudyLock, StudyLocked, is_stale, me
 
 
 def dead_pid() -> int:

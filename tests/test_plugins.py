@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-from ablate import plugins
 from ablate.components import COMPONENTS
+from ablate.config import plugins
+from ablate.config.run import load_config
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
-from ablate.run_config import load_config
-from ablate.trainer import Trainer
+from ablate.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugins" / "entropy_min.py"
@@ -59,8 +59,7 @@ def test_a_plugin_component_trains_from_a_config_file(tmp_path, registry_restore
 
 
 def test_list_params_with_a_config_lists_its_plugins_parameters(tmp_path, capsys, registry_restored):
-    from ablate import train
-
+    from ablate.training import command as train
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
         yaml.safe_dump({"plugins": [str(PLUGIN)], **TINY, "components": {"entropy_min": {"enabled": True}}})

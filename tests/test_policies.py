@@ -15,10 +15,10 @@ from ablate.components.policies import POLICIES
 from ablate.components.policies.flexmatch import learning_effect, record_counts
 from ablate.components.policies.softmatch import truncated_gaussian_weight, uniform_alignment
 from ablate.components.threshold import Threshold
+from ablate.config.run import load_config, resolve_components
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
-from ablate.run_config import load_config, resolve_components
-from ablate.trainer import Trainer
+from ablate.training.trainer import Trainer
 
 NO_VIEW = EpochView(lambda *args: pytest.fail("this policy must not ask for predictions"))
 
@@ -413,7 +413,7 @@ def test_the_policy_and_fairness_read_nothing_back_during_a_step(faces, policy):
 def test_the_shipped_study_validates_and_every_variant_builds():
     """search_spaces/threshold_policies.yaml: 11 variants x 3 seeds, selected on validation; every variant's
     components build (the fairness loss sits only beside the freematch policy), with the policy it names."""
-    from ablate.study import load_study, trial_config
+    from ablate.config.study import load_study, trial_config
 
     study = load_study("search_spaces/threshold_policies.yaml")
     assert study.search["metric"] == "best_val_acc" and study.base["data"]["val_per_class"] == 20

@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ablate import run
-from ablate.interrupt import TUNE_SIGINT_SWITCH, catch_interrupt
+from ablate.sweep import driver as run
+from ablate.sweep.interrupt import TUNE_SIGINT_SWITCH, catch_interrupt
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")

@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ablate import results
-from ablate.records import ERROR, STOPPED
-from ablate.results import TrialRecord
-from ablate.storage import Storage
+from ablate.results import tables as results
+from ablate.results.records import ERROR, STOPPED
+from ablate.results.storage import Storage
+from ablate.results.tables import TrialRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
@@ -24,8 +24,7 @@ SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
 @pytest.fixture(scope="module")
 def nan_study(tmp_path_factory):
     """smoke.yaml with trainer.lr in {0.0005, 1e30} (Optuna's seed 0 samples both), stored at a file:// URI."""
-    from ablate import run
-
+    from ablate.sweep import driver as run
     root = tmp_path_factory.mktemp("uri")
     args = ["--space", SMOKE, "--storage", f"file://{root}/store", "--name", "nan", "--set", "data.val_per_class=10"]
     args += ["--set", "params.trainer.lr={choice: [0.0005, 1.0e+30]}", "--set", "search.algorithm=optuna"]
@@ -63,12 +62,13 @@ def test_reading_results_imports_neither_torch_nor_the_trainer(nan_study):
     code = textwrap.dedent(
         f"""
         import json, sys
-        from ablate.results import collect
-        from ablate.storage import Storage
+        from ablate.results.tables import collect
+        from ablate.results.storage import Storage
         storage = Storage("file://{nan_study}")
         trials, epochs = collect(storage, json.loads(storage.read_text("study.json")))
         assert trials.height == 4 and epochs.height > 0, (trials.height, epochs.height)
-        loaded = [m for m in ("torch", "kornia", "ablate.trainer", "ablate.study", "ablate.trial") if m in sys.modules]
+        heavy = ("torch", "kornia", "ablate.training.trainer", "ablate.config.study", "ablate.sweep.trial")
+        loaded = [m for m in heavy if m in sys.modules]
         print(json.dumps(loaded))
         """
     )
@@ -77,8 +77,7 @@ def test_reading_results_imports_neither_torch_nor_the_trainer(nan_study):
 
 
 def test_the_new_results_load_in_the_report(nan_study, tmp_path):
-    from ablate import report
-
+    from ablate.report import command as report
     assert report.main([str(nan_study), "--out", str(tmp_path / "report")]) == 0
     index = (tmp_path / "report" / "index.md").read_text()
     diverged = pl.read_parquet(nan_study / "trials.parquet").filter(pl.col("status") == "diverged")["trial_id"]
@@ -87,8 +86,7 @@ def test_the_new_results_load_in_the_report(nan_study, tmp_path):
 
 @pytest.mark.parametrize("fixture", ["search", "ablation"])
 def test_results_written_before_the_change_still_load_in_the_report(fixture, tmp_path):
-    from ablate import report
-
+    from ablate.report import command as report
     assert report.main([str(ROOT / "tests" / "fixtures" / fixture), "--out", str(tmp_path / "report")]) == 0
 
 
@@ -117,11 +115,11 @@ def test_statuses_from_rays_status_and_the_planned_epochs():
     assert results.trial_row(record("RUNNING", [epoch(1)]), STUDY)["status"] == STOPPED  # interrupted
     assert results.trial_row(record("ERROR", [], error="Traceback ...\nValueError: bad"), STUDY)["status"] == ERROR
     diverged = results.trial_row(
-        record("ERROR", [epoch(1)], error="...\nablate.records.TrialDiverged: diverged at step 17 (epoch 2): nan"),
+        record("ERROR", [epoch(1)], error="...\nablate.results.records.TrialDiverged: diverged at step 17 (epoch 2): nan"),
         STUDY,
     )
     assert (diverged["status"], diverged["diverged_step"], diverged["diverged_epoch"]) == ("diverged", 17, 2)
-    assert diverged["error"] == "ablate.records.TrialDiverged: diverged at step 17 (epoch 2): nan"
+    assert diverged["error"] == "ablate.results.records.TrialDiverged: diverged at step 17 (epoch 2): nan"
 
 
 def test_a_row_takes_the_recorded_config_and_the_last_epochs_carried_values():

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ablate import run
+from ablate.config.study import load_study
 from ablate.errors import ConfigError
-from ablate.study import load_study
+from ablate.sweep import driver as run
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
@@ -287,7 +287,7 @@ def test_params_overrides_keep_their_dots():
 def test_the_optuna_space_pickles():
     import pickle
 
-    from ablate.search import DefineByRun
+    from ablate.sweep.search import DefineByRun
 
     space = DefineByRun(load_study(ROOT / "search_spaces" / "lion.yaml", [VAL[1]]))
     assert pickle.loads(pickle.dumps(space)).order == space.order
@@ -296,7 +296,7 @@ def test_the_optuna_space_pickles():
 def test_define_by_run_samples_only_parameters_that_act():
     import optuna
 
-    from ablate.search import DefineByRun
+    from ablate.sweep.search import DefineByRun
 
     study = load_study(ROOT / "search_spaces" / "thresholds.yaml")
     space = DefineByRun(study)
@@ -317,7 +317,7 @@ def test_define_by_run_samples_only_parameters_that_act():
 def test_define_by_run_skips_a_component_switched_off():
     import optuna
 
-    from ablate.search import DefineByRun
+    from ablate.sweep.search import DefineByRun
 
     study = load_study(SMOKE, [VAL[1], "params.components.negative.enabled={choice: [true, false]}"])
     optuna_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))

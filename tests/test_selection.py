@@ -2,10 +2,10 @@
 
 import pytest
 
+from ablate.config.metrics import selection_metrics
+from ablate.config.run import load_config
 from ablate.data import load_dataset
-from ablate.metrics import selection_metrics
-from ablate.run_config import load_config
-from ablate.trainer import Diverged, Trainer
+from ablate.training.trainer import Diverged, Trainer
 
 
 def epoch(n, val, test, test_mca):

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ablate.io import atomic_write_text, umask
-from ablate.storage import Storage, is_uri, join
+from ablate.results.storage import Storage, is_uri, join
 
 
 @pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o002, 0o664), (0o027, 0o640), (0o077, 0o600)])

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from ablate.baselines import baseline_points, baseline_seeds, data_conditions, reference, split_sections
-from ablate.compose import compose_config
+from ablate.config.compose import compose_config
+from ablate.config.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
+from ablate.config.study import check_name, load_study, trial_config
 from ablate.errors import ConfigError
-from ablate.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
-from ablate.study import check_name, load_study, trial_config
+from ablate.sweep.baselines import baseline_points, baseline_seeds, data_conditions, reference, split_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"

@@ -5,7 +5,7 @@ import sys
 
 import polars as pl
 
-from ablate.summary import best_config, summarise
+from ablate.results.printed import best_config, summarise
 
 REFERENCE = {
     "class_names": ["a", "b", "c", "d"],

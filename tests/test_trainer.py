@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from ablate import train
+from ablate.config.metrics import classification_metrics
+from ablate.config.run import load_config, resolve_config
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
-from ablate.metrics import classification_metrics
-from ablate.run_config import load_config, resolve_config
-from ablate.trainer import Trainer
+from ablate.training import command as train
+from ablate.training.trainer import Trainer
 
 TINY = [
     "data.options={scale: 0.05, image_size: 32}",

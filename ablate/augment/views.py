@@ -38,8 +38,8 @@ from torch import Tensor
 
 from ablate.augment.ops import OP_NAMES, POOL, Op
 from ablate.augment.randaugment import PerSampleRandAugment
+from ablate.config.params import Param
 from ablate.errors import ConfigError
-from ablate.params import Param
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -17,8 +17,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
+from ablate.config.params import Param
 from ablate.errors import ConfigError
-from ablate.params import Param
 from ablate.registry import Registry
 
 COMPONENTS: Registry = Registry("component")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.components.base import Component, StepBatch, register_component
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, member: torch.Tensor | None = None) -> torch.Tensor:

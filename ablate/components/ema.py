@@ -33,7 +33,7 @@ import copy
 import torch
 
 from ablate.components.base import Component, Role, StepBatch, register_component
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 def _float_buffers(model: torch.nn.Module) -> list[torch.Tensor]:

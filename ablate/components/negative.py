@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ablate.components.base import Component, Ratio, StepBatch, register_component
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 def candidate_sets(probs: torch.Tensor, rho: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from ablate.components.base import Component, Ratio, Role, StepBatch, register_component
 from ablate.components.policies import POLICIES
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 def policy_params() -> dict[str, Param]:

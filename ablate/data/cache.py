@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
+from ablate.config.params import Param
 from ablate.data.base import FaceSet
 from ablate.data.decode import faceset_from_files, report_skipped
 from ablate.errors import DataError
 from ablate.io import atomic_torch_save
-from ablate.params import Param
 
 log = logging.getLogger("ablate.data")
 

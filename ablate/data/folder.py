@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
+from ablate.config.params import Param
 from ablate.data.base import FaceSet
 from ablate.data.cache import FILE_OPTIONS, load_files
 from ablate.data.decode import is_image_name
 from ablate.data.registry import register_dataset
 from ablate.errors import DataError
-from ablate.params import Param
 
 # split name -> class name -> image files, in sorted order (so the same tree always gives the same FaceSet)
 Tree = dict[str, dict[str, list[str]]]

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ablate.config.params import Param
 from ablate.data.base import FaceSet
 from ablate.errors import AblateError, ConfigError, DataError
-from ablate.params import Param
 from ablate.registry import Registry
 
 # name -> loader(path: str | None, **options) -> FaceSet

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ablate.config.params import Param
 from ablate.data.base import FaceSet
 from ablate.data.registry import DATASETS, check_path, load_dataset, resolve_documented, resolve_options
 from ablate.data.split import SPLIT_PARAMS, check_split, resolve_split
 from ablate.errors import ConfigError
-from ablate.params import Param
 
 # The keys that name the source; the split keys (SPLIT_PARAMS) say how its training set is divided.
 SOURCE_PARAMS = {

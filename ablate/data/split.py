@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from ablate.config.params import Param
 from ablate.data.base import FaceSet
 from ablate.data.registry import resolve_documented
 from ablate.errors import ConfigError, DataError
-from ablate.params import Param
 
 # budget -> (images of the class named "fear", images of each other class)
 LABEL_BUDGETS: dict[int, tuple[int, int]] = {

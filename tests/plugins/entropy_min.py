@@ -5,7 +5,7 @@ and ``components: {entropy_min: {enabled: true}}``; nothing in ablate names it."
 import torch
 
 from ablate.components import Component, StepBatch, register_component
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 @register_component("entropy_min")

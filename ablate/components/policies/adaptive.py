@@ -22,7 +22,7 @@ import math
 import torch
 
 from ablate.components.policies.base import Policy, hard_mask, register_policy
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 def adaptive_thresholds(conf_sum: torch.Tensor, count: torch.Tensor, epoch: float, floor: float, scale: float):

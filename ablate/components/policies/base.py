@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from ablate.components.base import Context, EpochView, StepBatch
-from ablate.params import Param
+from ablate.config.params import Param
 from ablate.registry import Registry
 
 POLICIES: Registry = Registry("threshold policy")

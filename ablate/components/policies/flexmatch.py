@@ -37,7 +37,7 @@ import torch
 
 from ablate.components.policies.base import Policy, hard_mask, register_policy
 from ablate.components.policies.fixed import Fixed
-from ablate.params import Param
+from ablate.config.params import Param
 
 MAPPINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "convex": lambda beta: beta / (2.0 - beta),  # eq. 9, USB's shipped mapping

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from ablate.components.policies.base import Policy, hard_mask, register_policy
-from ablate.params import Param
+from ablate.config.params import Param
 
 
 def ema(old: torch.Tensor, new: torch.Tensor, decay: float) -> torch.Tensor:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 
 from ablate.components.policies.base import Policy, register_policy
-from ablate.params import Param
+from ablate.config.params import Param
 
 ALIGN_EPS = 1e-6  # USB's dist_align.py:31
 

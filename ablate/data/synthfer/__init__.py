@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import torch
 
+from ablate.config.params import Param
 from ablate.data.base import FaceSet
 from ablate.data.registry import register_dataset
 from ablate.data.synthfer.render import render_split
 from ablate.data.synthfer.sampling import CLASS_NAMES, SPLIT_NAMES, synthfer_counts
-from ablate.params import Param
 
 SYNTHFER_OPTIONS = {
     "seed": Param(0, "seed of the rendered faces (every image's parameters and noise); not the split or training seed"),

@@ -19,7 +19,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from ablate.storage import Storage
+from ablate.results.storage import Storage
 
 JOURNAL_FILE = "scheduler.json"
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis.selection import Shown, finished, ranked_trial_ids, ranking, selected_epoch
-from analysis.study_layout import budget_key, budget_label, class_names, has_rungs, rung_order, with_rungs
+from ablate.results.layout import budget_key, budget_label, class_names, has_rungs, rung_order, with_rungs
+from ablate.results.selection import Shown, finished, ranked_trial_ids, ranking, selected_epoch
 
 CURVE_SCHEMA = {"group": pl.String, "epoch": pl.Int64, "n": pl.UInt32}
 

@@ -18,7 +18,7 @@ from ablate.cli import guarded
 from ablate.errors import AblateError
 
 ANALYSES = ("summary", "ablation", "search", "dynamics")
-WHICH = ("val", "last", "oracle")  # analysis.selection.WHICH, named here so that --help works without the extra
+WHICH = ("val", "last", "oracle")  # ablate.results.selection.WHICH, named here so that --help works without the extra
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_analysis():
     """The ``analysis`` package (installed with ablate); its plots need the ``analysis`` extra."""
     try:
-        from analysis import report, results
+        from ablate.report import page as report
+        from ablate.results import reader as results
     except ModuleNotFoundError as err:
         if err.name in ("matplotlib", "marimo", "scipy"):
             raise AblateError(f"the report needs {err.name}: pip install -e '.[analysis]'") from None

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from ablate.records import BASELINE, DIVERGED, RANKED, SEARCH
+from ablate.results.records import BASELINE, DIVERGED, RANKED, SEARCH
 
 ACC, MCA = "test_acc_at_best_val", "test_mean_class_acc_at_best_val"
 SEED = "trainer.seed"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis.results import Results
-from analysis.sections import applicable, build
+from ablate.report.sections import applicable, build
+from ablate.results.reader import Results
 
 HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
@@ -19,7 +19,7 @@ HTML_STYLE = (
 def write_report(res: Results, out: str | Path, which: str = "val", only: Sequence[str] | None = None) -> Path:
     """Run the analyses that apply (or ``only`` those), write each into ``out/<analysis>/`` and an
     ``out/index.md`` linking them (and ``out/index.html``, the same page, when the ``markdown`` package is
-    installed). ``which``: the shown numbers (val, last or oracle; see ``analysis.selection``)."""
+    installed). ``which``: the shown numbers (val, last or oracle; see ``ablate.results.selection``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# Report: {res.name}", "", f"Results: `{res.path}`  ", f"Study file: `{res.study.get('file', '?')}`", ""]

@@ -11,8 +11,8 @@ import torch
 
 from ablate.augment import Augmenter
 from ablate.components import Component
-from ablate.metrics import classification_metrics
-from ablate.runtime import Runtime
+from ablate.config.metrics import classification_metrics
+from ablate.training.runtime import Runtime
 
 
 @dataclass

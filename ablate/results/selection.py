@@ -22,8 +22,8 @@ from typing import Any
 
 import polars as pl
 
-from ablate.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, TEST_SELECTED_METRICS, VAL_METRICS
-from analysis.study_layout import config_expr
+from ablate.config.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, TEST_SELECTED_METRICS, VAL_METRICS
+from ablate.results.layout import config_expr
 
 WHICH = ("val", "last", "oracle")
 ORACLE_LABEL = "oracle (selected on test)"
@@ -216,7 +216,7 @@ def ranked_trial_ids(trials: pl.DataFrame, study: dict[str, Any]) -> list[str]:
 
 def selected_epoch(trials: pl.DataFrame, epochs: pl.DataFrame, trial_id: str, shown: Shown) -> int | None:
     """The epoch whose test numbers ``shown`` reports for a trial: its best-validation epoch (the latest among
-    ties, as ablate.metrics keeps it), its last epoch, or (oracle) its best test epoch (the first among ties)."""
+    ties, as ablate.config.metrics keeps it), its last epoch, or (oracle) its best test epoch (the first among ties)."""
     rows = epochs.filter(pl.col("trial_id") == trial_id) if "trial_id" in epochs.columns else epochs.clear()
     if not rows.height:
         return None

@@ -13,9 +13,9 @@ from typing import Any
 
 import polars as pl
 
-from analysis.selection import Shown, finished
-from analysis.stats import mean_std
-from analysis.study_layout import baseline_names, budget_key, class_names
+from ablate.results.selection import Shown, finished
+from ablate.results.stats import mean_std
+from ablate.results.layout import baseline_names, budget_key, class_names
 
 SUPERVISED = "supervised"  # the baseline every gain is measured against, when the study ran it
 BELOW_MAJORITY = "below the majority-class rate: not a result"

@@ -1,4 +1,4 @@
-"""A study file: its schema and its validation (ablate.search translates a validated study into Ray Tune terms).
+"""A study file: its schema and its validation (ablate.sweep.search translates a validated study into Ray Tune terms).
 
 A study is a base config (the keys of a preset: ``data``, ``model``, ``trainer``, ``augment``, ``components``),
 optional named ``variants`` (overlays of the base, e.g. the rungs of an ablation ladder), the ``params`` to
@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.compose import compose_config, merge
-from ablate.data.split import BUDGET_KEYS, SPLIT_PARAMS, set_budget
-from ablate.errors import ConfigError
-from ablate.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
-from ablate.params import (
+from ablate.config.compose import compose_config, merge
+from ablate.config.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
+from ablate.config.params import (
     Param,
     apply_overrides,
     get_dotted,
@@ -29,7 +27,9 @@ from ablate.params import (
     resolve_section,
     set_dotted,
 )
-from ablate.run_config import PRESETS_DIR, SECTIONS, resolve_components, resolve_config
+from ablate.config.run import PRESETS_DIR, SECTIONS, resolve_components, resolve_config
+from ablate.data.split import BUDGET_KEYS, SPLIT_PARAMS, set_budget
+from ablate.errors import ConfigError
 
 STUDY_KEYS = (
     "name",

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ablate.components import COMPONENTS
-from ablate.params import flatten
-from ablate.study import Study, component_of
+from ablate.config.params import flatten
+from ablate.config.study import Study, component_of
 
 
 def ray_param_space(study: Study) -> dict[str, Any]:
@@ -122,11 +122,11 @@ def make_search_alg(study: Study):
 
 
 def make_scheduler(study: Study, journal: str):
-    """ASHA on epochs, its rungs and decisions journaled in the study folder ``journal`` (see ablate.asha)."""
+    """ASHA on epochs, its rungs and decisions journaled in the study folder ``journal`` (see ablate.sweep.asha)."""
     s = study.scheduler
     if s["name"] == "none":
         return None
-    from ablate.asha import JournaledASHA
+    from ablate.sweep.asha import JournaledASHA
 
     return JournaledASHA(
         journal,

@@ -2,9 +2,9 @@
 config against chance, the majority class and the baselines; the trials that did not finish), the ablation
 ladder, the search and the training dynamics.
 
-Every builder takes a loaded ``Results`` and ``which`` (the shown numbers, see ``analysis.selection``) and
+Every builder takes a loaded ``Results`` and ``which`` (the shown numbers, see ``ablate.results.selection``) and
 labels what was selected on test with ``ORACLE_LABEL``. The marimo notebooks display one section each;
-``analysis.report`` writes all that apply.
+``ablate.report.page`` writes all that apply.
 """
 
 from __future__ import annotations
@@ -13,12 +13,22 @@ from typing import Any
 
 import polars as pl
 
-from analysis import dynamics_tables, ladder, plots, searches
-from analysis import summary as summaries
-from analysis.baselines import baseline_at, reference_levels, reference_rung
-from analysis.results import Results
-from analysis.section import Fig, Section, Table
-from analysis.selection import (
+from ablate.report import dynamics as dynamics_tables
+from ablate.report import ladder, plots, searches
+from ablate.report.section import Fig, Section, Table
+from ablate.results import summary as summaries
+from ablate.results.baselines import baseline_at, reference_levels, reference_rung
+from ablate.results.layout import (
+    baseline_names,
+    budget_key,
+    budget_label,
+    has_rungs,
+    rung_order,
+    searched_keys,
+    tuned_keys,
+)
+from ablate.results.reader import Results
+from ablate.results.selection import (
     ORACLE_LABEL,
     STATUSES,
     best_config,
@@ -27,15 +37,6 @@ from analysis.selection import (
     ranking,
     selected_epoch,
     shown_numbers,
-)
-from analysis.study_layout import (
-    baseline_names,
-    budget_key,
-    budget_label,
-    has_rungs,
-    rung_order,
-    searched_keys,
-    tuned_keys,
 )
 
 SECTIONS = ("summary", "ablation", "search", "dynamics")

@@ -4,7 +4,7 @@ Ray's own API (``ray.tune.ExperimentAnalysis``) says which trials an experiment 
 errors; each trial's ``result.json`` holds its epochs as it reported them, each with the config the trial
 trained with and where it ran. Nothing is re-derived through the training code, so reading results imports
 neither torch nor the trainer. A trial that failed before its first report has no recorded config: its row
-gets the config composed from ``study.json`` and the values Ray sampled for it (``ablate.compose``).
+gets the config composed from ``study.json`` and the values Ray sampled for it (``ablate.config.compose``).
 
 A trial resumed from its checkpoint reports its earlier epochs again: the last report of an epoch wins, so each
 epoch appears once.
@@ -20,11 +20,11 @@ from typing import Any
 
 import polars as pl
 
-from ablate.compose import BASELINE as BASELINE_KEY
-from ablate.compose import REPEAT, TRIAL_INDEX, VARIANT, compose_config
-from ablate.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, VAL_METRICS
-from ablate.params import flatten
-from ablate.records import (
+from ablate.config.compose import BASELINE as BASELINE_KEY
+from ablate.config.compose import REPEAT, TRIAL_INDEX, VARIANT, compose_config
+from ablate.config.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, VAL_METRICS
+from ablate.config.params import flatten
+from ablate.results.records import (
     BASELINE,
     COMPLETE,
     CONFIG_KEY,
@@ -41,7 +41,7 @@ from ablate.records import (
     TRIALS_FILE,
     diverged_at,
 )
-from ablate.storage import Storage
+from ablate.results.storage import Storage
 
 # Ray's bookkeeping fields that the epochs table leaves out.
 RAY_FIELDS = {

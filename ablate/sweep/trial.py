@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.config.study import trial_config
 from ablate.data import FaceSet
-from ablate.records import CHECKPOINT_FILE, CONFIG_KEY, DEVICE_KEY, HOST_KEY, NODE_KEY, TrialDiverged
-from ablate.runtime import configure_threads
-from ablate.storage import Storage
-from ablate.study import trial_config
-from ablate.trainer import Diverged, Trainer
+from ablate.results.records import CHECKPOINT_FILE, CONFIG_KEY, DEVICE_KEY, HOST_KEY, NODE_KEY, TrialDiverged
+from ablate.results.storage import Storage
+from ablate.training.runtime import configure_threads
+from ablate.training.trainer import Diverged, Trainer
 
 
 def to_shared(faces: FaceSet) -> dict[str, Any]:

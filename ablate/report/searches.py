@@ -1,7 +1,7 @@
 """The tables of a hyper-parameter search: the best trials, each searched parameter against the numbers, the
 parameters' importance (Optuna), and where ASHA stopped trials.
 
-Rankings, the best values and the importance read the study's ranking metric (``analysis.selection``:
+Rankings, the best values and the importance read the study's ranking metric (``ablate.results.selection``:
 validation by default); the numbers a reader compares are the shown test numbers (``--which``) and the
 last-epoch ones. Only finished search trials count: baselines are references, diverged and error trials no
 results.
@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis.selection import LAST, STATUSES, Ranking, Shown, ranking, search_trials
-from analysis.study_layout import searched_keys
+from ablate.results.layout import searched_keys
+from ablate.results.selection import LAST, STATUSES, Ranking, Shown, ranking, search_trials
 
 
 def _pct(column: str) -> pl.Expr:

@@ -15,15 +15,15 @@ from typing import Any
 
 from ablate import augment
 from ablate.components import COMPONENTS, check_enabled
+from ablate.config.params import Param, apply_overrides, load_yaml, resolve_section
+from ablate.config.plugins import load_plugins, resolve_plugins
 from ablate.data import DATA_PARAMS, DATASETS, resolve_data_section, source_options
 from ablate.errors import ConfigError
 from ablate.models import MODEL_PARAMS, resolve_model_section
-from ablate.params import Param, apply_overrides, load_yaml, resolve_section
-from ablate.plugins import load_plugins, resolve_plugins
-from ablate.trainer import TRAINER_PARAMS
+from ablate.training.trainer import TRAINER_PARAMS
 
 SECTIONS = ("plugins", "data", "model", "trainer", "augment", "components")
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 
 
 def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict[str, Any]:

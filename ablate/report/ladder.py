@@ -13,11 +13,9 @@ from typing import Any
 
 import polars as pl
 
-from analysis.baselines import BELOW_MAJORITY, Reference, below_majority, reference_rung
-from analysis.formatting import p_value, pm, signed
-from analysis.selection import finished, shown_numbers
-from analysis.stats import paired_t_test
-from analysis.study_layout import (
+from ablate.results.baselines import BELOW_MAJORITY, Reference, below_majority, reference_rung
+from ablate.results.formatting import p_value, pm, signed
+from ablate.results.layout import (
     baseline_names,
     baseline_rung,
     budget_key,
@@ -27,6 +25,8 @@ from analysis.study_layout import (
     variant_order,
     with_rungs,
 )
+from ablate.results.selection import finished, shown_numbers
+from ablate.results.stats import paired_t_test
 
 METRICS = ("acc", "mca")
 TAGS = ("prev", "ref")  # against the previous rung, against the reference rung
@@ -63,7 +63,7 @@ def ladder_table(
     """The ladder: one row per label budget and rung (``LADDER_SCHEMA``), rungs in ``rung_order``.
 
     n: the trials (seeds) of a rung; ``*_mean`` / ``*_std``: the shown accuracy (acc) and mean class accuracy
-    (mca) over them (``which``, see ``analysis.selection``), std with n - 1. ``*_prev``: the gain over the
+    (mca) over them (``which``, see ``ablate.results.selection``), std with n - 1. ``*_prev``: the gain over the
     previous rung present at that budget; ``*_ref``: over ``ref_rung``. Each gain is the difference of the
     means; its paired t-test pairs the trials of the two rungs with the same seeds at that budget (n_pairs_*,
     *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones).

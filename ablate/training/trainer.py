@@ -24,18 +24,18 @@ from typing import Any
 import torch
 
 from ablate.augment import Augmenter
-from ablate.background_forward import BackgroundForward, why_not_in_background
 from ablate.components import Component, Context, EpochView, Role, StepBatch, build_components
+from ablate.config.metrics import selection_metrics
+from ablate.config.params import Param
 from ablate.data import FaceSet
 from ablate.data.split import split_faces
 from ablate.errors import ConfigError
-from ablate.evaluation import Evaluator, Subsets
-from ablate.metrics import selection_metrics
 from ablate.models import build_model
-from ablate.params import Param
-from ablate.prefetch import Prefetcher
-from ablate.runtime import Runtime, seed_everything
-from ablate.step_metrics import EpochMeter
+from ablate.training.background_forward import BackgroundForward, why_not_in_background
+from ablate.training.evaluation import Evaluator, Subsets
+from ablate.training.prefetch import Prefetcher
+from ablate.training.runtime import Runtime, seed_everything
+from ablate.training.step_metrics import EpochMeter
 
 TRAINER_PARAMS = {
     "seed": Param(0, "the training seed: model init, batches, augmentation (the split has its own)"),

@@ -7,9 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from analysis.results import Results, ResultsError, load_results
-from analysis.section import Section
-from analysis.selection import WHICH
+from ablate.report.section import Section
+from ablate.results.reader import Results, ResultsError, load_results
+from ablate.results.selection import WHICH
 
 
 def notebook_args(name: str, argv: Sequence[str] | None = None) -> argparse.Namespace:

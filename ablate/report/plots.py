@@ -21,7 +21,7 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.study_layout import format_budget, pretty_class
+from ablate.results.layout import format_budget, pretty_class
 
 STATUS_COLORS = {"complete": "#2a9d8f", "stopped": "#e9c46a", "diverged": "#6d597a", "error": "#e76f51"}
 # The reference lines: what a number is compared with.

@@ -11,8 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from analysis import plots
-from analysis.formatting import to_markdown
+from ablate.report import plots
+from ablate.results.formatting import to_markdown
 
 
 @dataclass

@@ -10,10 +10,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from ablate.compose import BASELINE, REPEAT, VARIANT, compose_config
+from ablate.config.compose import BASELINE, REPEAT, VARIANT, compose_config
+from ablate.config.params import flatten, get_dotted
+from ablate.config.study import SEARCHABLE_DATA_KEYS, Study, trial_config
 from ablate.errors import ConfigError
-from ablate.params import flatten, get_dotted
-from ablate.study import SEARCHABLE_DATA_KEYS, Study, trial_config
 
 SEED = "trainer.seed"
 

@@ -3,7 +3,7 @@
 ``python -m ablate.run`` writes the folder (the results contract: one row per trial, one row per trial and epoch,
 the validated study). Results written before a column existed still load: a trials table without ``role`` gets
 ``role = "search"`` (no baselines) so that every analysis can ask for it; the selection columns that may be
-missing are handled by ``analysis.selection``, which says so in the report.
+missing are handled by ``ablate.results.selection``, which says so in the report.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A trial's config composed from a study's record: plain dictionaries, no validation and no training code.
 
-The driver validates (``ablate.study.trial_config`` resolves what this module composes) and the trial trains; the
+The driver validates (``ablate.config.study.trial_config`` resolves what this module composes) and the trial trains; the
 results reader composes the config of a trial that failed before it reported one, from ``study.json`` and the
 values Ray sampled, without importing torch.
 """
@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from ablate.params import set_dotted
+from ablate.config.params import set_dotted
 
 # Keys of a trial's sampled values that pick or index, rather than set a config key.
 VARIANT = "variant"

@@ -1,7 +1,7 @@
 """The report's first table: the best config beside chance, the majority class, each baseline, and the best
 config's gain over the supervised-only baseline with a paired t-test across seeds.
 
-The best config is chosen by the study's ranking (``analysis.selection``: validation by default); its numbers
+The best config is chosen by the study's ranking (``ablate.results.selection``: validation by default); its numbers
 are the shown ones (``--which``), as mean ± std over its seeds. Its gain pairs each of its seeds with the
 baseline trial of the same seeds at the same label budget.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from analysis.baselines import (
+from ablate.results.baselines import (
     BELOW_MAJORITY,
     Reference,
     baseline_at,
@@ -22,10 +22,10 @@ from analysis.baselines import (
     reference_levels,
     reference_rung,
 )
-from analysis.formatting import p_value, pm
-from analysis.selection import Ranking, Shown, best_config, ranking, shown_numbers
-from analysis.stats import mean_std, paired_t_test
-from analysis.study_layout import (
+from ablate.results.formatting import p_value, pm
+from ablate.results.selection import Ranking, Shown, best_config, ranking, shown_numbers
+from ablate.results.stats import mean_std, paired_t_test
+from ablate.results.layout import (
     baseline_names,
     budget_key,
     budget_label,

@@ -1,0 +1,5 @@
+import sys
+
+from ablate.report.command import main
+
+sys.exit(main())

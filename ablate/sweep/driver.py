@@ -1,0 +1,419 @@
+"""Run a study on Ray Tune: ``python -m ablate.run --space search_spaces/lion.yaml``.
+
+Everything that can be checked is checked before Ray starts: the study file, the name, the storage, the address
+of a cluster, the data and every split the trials can ask for. The study folder (``STORAGE/NAME``, a folder or
+a URI) is locked while a driver runs it. The data set is decoded once and put into Ray's object store; the
+search runs as one Ray Tune experiment (``ray/``) and the study's baselines as a second one
+(``ray_baselines/``), each trial with its CPUs or its share of a GPU. ``trials.parquet`` and ``epochs.parquet``
+are then written from what the trials recorded, after the run and again after ``--resume``; a summary puts the
+best trial beside chance, the majority class and the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ablate.cli import guarded
+from ablate.config.params import flatten
+from ablate.config.study import Study, check_name, load_study
+from ablate.data import check_split, load_data
+from ablate.errors import AblateError, ConfigError
+from ablate.io import make_writable_folder
+from ablate.results.records import BASELINE, EXPERIMENTS, SEARCH, STUDY_FILE
+from ablate.results.storage import Storage, is_uri
+from ablate.sweep.baselines import baseline_points, reference, split_sections
+from ablate.sweep.interrupt import catch_interrupt
+from ablate.sweep.lock import StudyLock
+from ablate.sweep.search import make_baseline_search, make_scheduler, make_search_alg, ray_param_space, search_trials
+
+# What a resumed study must share with the one it continues: everything that decides which trials run and how.
+RESUME_KEYS = (
+    "base",
+    "variants",
+    "params",
+    "search",
+    "scheduler",
+    "resources",
+    "baselines",
+    "baseline_seeds",
+    "baseline_configs",
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ablate.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", required=True, help="the study file, e.g. search_spaces/lion.yaml")
+    p.add_argument(
+        "--data",
+        metavar="NAME[:PATH]",
+        help="another data source, e.g. rafdb:/data/RAF-DB or fer2013:/data/fer2013.csv",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key, e.g. trainer.epochs=3"
+    )
+    p.add_argument("--name", help="the study's name (default: the file's `name`); results go to STORAGE/NAME")
+    p.add_argument(
+        "--storage",
+        default="results",
+        help="where results go: a folder (default ./results; shared storage on a cluster) or a URI (s3://bucket/prefix)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted study: finished trials are kept, unfinished ones resume",
+    )
+    p.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray)")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard and print its address")
+    p.add_argument("--num-samples", type=int, help="override search.num_samples")
+    return p.parse_args(argv)
+
+
+def study_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.data:
+        name, _, path = args.data.partition(":")
+        overrides += [f"data.name={name}", f"data.path={path or 'null'}"]
+        if name != "synthfer":
+            overrides.append("data.options={}")  # synthfer's options do not apply to a real source
+    overrides += args.set  # after --data, so --set data.options=... still applies
+    if args.num_samples is not None:
+        overrides.append(f"search.num_samples={args.num_samples}")
+    return overrides
+
+
+def study_record(study: Study, test_reference: dict[str, Any]) -> dict[str, Any]:
+    """study.json: the validated study, its baselines' configs and the references of its test split."""
+    record = {
+        "name": study.name,
+        "file": str(study.path),
+        "base": study.base,
+        "variants": study.variants,
+        "params": study.params,
+        "search": study.search,
+        "scheduler": study.scheduler,
+        "resources": study.resources,
+        "baselines": list(study.baselines),
+        "baseline_seeds": study.baseline_seeds,
+        "baseline_configs": study.baselines,
+        "reference": test_reference,
+    }
+    return json.loads(json.dumps(record, default=str))  # as it reads back from the file
+
+
+def resume_differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The keys that decide what runs and differ between the stored study and this command's."""
+    old = flatten({k: stored[k] for k in RESUME_KEYS if k in stored})
+    new = flatten({k: now[k] for k in RESUME_KEYS})
+    missing = "(absent)"
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+# ---- before Ray starts ------------------------------------------------------------------------------------
+
+
+def check_address(address: str | None) -> None:
+    """A HOST:PORT that nothing answers is refused at once (Ray would retry for minutes)."""
+    if not address or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected auto or HOST:PORT, e.g. 10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise AblateError(
+            f"--address {address}: no Ray cluster answers there ({err.strerror or err}); check the address "
+            "(`ray status` on the head node), or leave out --address to run on this machine"
+        ) from None
+
+
+def open_study_folder(storage: str, name: str) -> tuple[Storage, Storage | None]:
+    """The study folder, created if missing and checked writable; and the topmost folder this call created
+    (removed again if the study fails to start), or None."""
+    what = f"--storage {storage}"
+    if is_uri(storage):
+        try:
+            folder = Storage(storage).child(name)
+            created = None if folder.exists() else folder
+            folder.makedirs()
+            folder.write_text(".ablate-write-test", "")
+            folder.delete_file(".ablate-write-test")
+        except Exception as err:
+            raise AblateError(f"{what}: cannot write there ({err}); give a URI you can write to") from None
+        return folder, created
+    path = Path(storage).absolute() / name
+    first_missing = make_writable_folder(path, what, hint=" or a URI (s3://...)")
+    return Storage(str(path)), Storage(str(first_missing)) if first_missing else None
+
+
+def remove_created(created: Storage | None) -> None:
+    if created is not None:
+        with contextlib.suppress(OSError):  # what could not be created cannot be removed either
+            created.delete_dir()
+
+
+def study_lock(folder: Storage, name: str) -> StudyLock:
+    """In the study folder; for a URI, on this machine (an object store has no exclusive create)."""
+    if folder.local:
+        return StudyLock(Path(folder.path(".lock")), f"study {name!r} ({folder})")
+    import hashlib
+
+    cache = Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate"))
+    key = hashlib.sha256(folder.location.encode()).hexdigest()[:16]
+    return StudyLock(cache / "locks" / f"{key}.lock", f"study {name!r} ({folder})")
+
+
+def check_splits(study: Study, faces) -> None:
+    """Every split the trials can ask for (each budget, split seed and validation size of the base, the variants
+    and the search), checked on the loaded data before Ray starts."""
+    for where, data in split_sections(study):
+        check_split(faces, data, where)
+
+
+def check_folder_state(folder: Storage, study: Study, resume: bool) -> None:
+    has_study = folder.is_dir(EXPERIMENTS[SEARCH]) or folder.is_file(STUDY_FILE)
+    if resume and not has_study:
+        raise ConfigError(f"--resume: no study to resume at {folder}; run it first without --resume")
+    if not resume and has_study:
+        raise ConfigError(
+            f"{folder} already holds a study named {study.name!r}: add --resume to continue it, "
+            "or --name NEW for a new one"
+        )
+
+
+def check_resume(folder: Storage, record: dict[str, Any]) -> None:
+    try:
+        stored = json.loads(folder.read_text(STUDY_FILE))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--resume: {folder}/{STUDY_FILE} cannot be read ({err}); the study cannot resume") from None
+    changed = resume_differences(stored, record)
+    if changed:
+        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise ConfigError(
+            f"--resume: this command's study differs from the one {folder} holds ({shown}); resume with the same "
+            "study file, --set and --num-samples, or give --name NEW to start another study"
+        )
+
+
+# ---- Ray ----------------------------------------------------------------------------------------------------
+
+
+def start_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    try:
+        if args.address:
+            ray.init(address=args.address, include_dashboard=args.dashboard or None)
+        else:
+            # "local": a new Ray of our own, never a cluster that someone started with `ray start` here
+            context = ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=args.dashboard,
+                dashboard_host="127.0.0.1",
+                log_to_driver=True,
+            )
+            if args.dashboard:
+                url = context.dashboard_url or "127.0.0.1:8265"
+                print(f"Ray dashboard: http://{url}  (sign in with the token `ray get-auth-token` prints)", flush=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        ray.shutdown()
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if args.address == "auto":
+            reason = "no running Ray cluster found on this machine"
+        raise AblateError(
+            f"--address {args.address}: cannot connect ({reason}); start a cluster with `ray start --head`, "
+            "or leave out --address to run on this machine"
+            if args.address
+            else f"cannot start Ray on this machine: {reason}"
+        ) from None
+
+
+def fit_resources(resources: dict[str, float]) -> tuple[dict[str, float], str]:
+    """The resources each trial gets, and how to say so: a GPU asked for on a cluster without one falls back
+    to CPUs, with a warning (documented in the README)."""
+    import ray
+
+    available = ray.cluster_resources().get("GPU", 0)
+    cpus = f"{resources['cpu']:g} CPU"
+    if resources["gpu"] > 0 and available == 0:
+        print(
+            f"warning: resources.gpu={resources['gpu']:g} but this Ray cluster has no GPU; running the trials on CPUs "
+            "(set resources.gpu=0 to silence this)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return {**resources, "gpu": 0.0}, f"{cpus} each, on CPUs (no GPU in this Ray cluster)"
+    if resources["gpu"] > 0:
+        return resources, f"{cpus} and {resources['gpu']:g} GPU each"
+    return resources, f"{cpus} each, on CPUs"
+
+
+def build_tuner(
+    study: Study,
+    folder: Storage,
+    role: str,
+    data_ref: Any,
+    resources: dict[str, float],
+    points: list[dict[str, Any]],
+    resume: bool,
+):
+    from ray import tune
+
+    from ablate.sweep.trial import train_trial
+
+    experiment = folder.child(EXPERIMENTS[role])
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            train_trial,
+            data=data_ref,
+            base=study.base,
+            variants=study.variants,
+            baselines=study.baselines,
+            experiment=experiment.location,
+            cpu=resources["cpu"],
+            gpu=resources["gpu"],
+        ),
+        {"cpu": resources["cpu"], "gpu": resources["gpu"]},
+    )
+    if resume and tune.Tuner.can_restore(experiment.location):
+        return tune.Tuner.restore(
+            experiment.location,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+    experiment.delete_dir()  # a start that was cut before Ray saved anything: nothing to resume there
+    if role == SEARCH:
+        optuna = study.search["algorithm"] == "optuna"
+        tune_config = tune.TuneConfig(
+            metric=study.search["metric"],
+            mode=study.search["mode"],
+            search_alg=make_search_alg(study),
+            scheduler=make_scheduler(study, folder.location),
+            num_samples=study.search["num_samples"] * (study.search["repeats"] if optuna else 1),
+            max_concurrent_trials=study.search["max_concurrent"] if optuna else None,
+            reuse_actors=True,
+        )
+        space = {} if optuna else ray_param_space(study)
+    else:  # the baselines: every point once, never stopped early
+        search_alg, space = make_baseline_search(points, study.search["max_concurrent"])
+        tune_config = tune.TuneConfig(
+            metric=study.search["metric"],
+            mode=study.search["mode"],
+            search_alg=search_alg,
+            num_samples=len(points),
+            reuse_actors=True,
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=EXPERIMENTS[role],
+            storage_path=folder.location,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            verbose=1,
+        ),
+    )
+
+
+# ---- the command ------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> pl.DataFrame:
+    from ablate.results.printed import summarise
+    from ablate.results.tables import collect
+
+    study = load_study(args.space, study_overrides(args))
+    if args.name is not None:
+        study.name = check_name(args.name, "--name")
+    try:
+        points = baseline_points(study)
+    except ConfigError as err:
+        raise ConfigError(f"{study.path}: {err}") from None
+    check_address(args.address)
+    folder, created = open_study_folder(args.storage, study.name)
+    lock = study_lock(folder, study.name)
+    lock.acquire()
+    started = time.time()
+    try:
+        record = prepare(args, study, folder, created, points)
+        trials, _ = collect(folder, record)
+    finally:
+        lock.release()
+    print(summarise(trials, record, folder.location) + f"\ntook {time.time() - started:.0f} s", flush=True)
+    if record.get("interrupted"):
+        print("interrupted: to finish the study, run the same command with --resume", flush=True)
+    return trials
+
+
+def prepare(
+    args: argparse.Namespace, study: Study, folder: Storage, created: Storage | None, points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Check what is left to check, start Ray, run the experiments; a failure before the first experiment
+    starts removes what this run created."""
+    running = False
+    try:
+        check_folder_state(folder, study, args.resume)
+        faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
+        check_splits(study, faces)
+        record = study_record(study, reference(faces.class_names, faces.class_counts("test")))
+        if args.resume:
+            check_resume(folder, record)
+        start_ray(args)
+        import ray
+
+        from ablate.sweep.asha import JOURNAL_FILE
+        from ablate.sweep.trial import to_shared
+
+        try:
+            resources, each = fit_resources(study.resources)
+            print(
+                f"study {study.name}: {search_trials(study)} trial(s) and {len(points)} baseline trial(s), {each}; "
+                f"results in {folder}",
+                flush=True,
+            )
+            if not args.resume:
+                folder.delete_file(JOURNAL_FILE)
+                folder.write_text(STUDY_FILE, json.dumps(record, indent=2))
+            running = True
+            data_ref = ray.put(to_shared(faces))  # once; every trial reads it from the object store
+            with catch_interrupt() as interrupt:
+                for role, expected in ((SEARCH, search_trials(study)), (BASELINE, len(points))):
+                    if expected and not interrupt.requested:
+                        grid = build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
+                        if grid.num_terminated + grid.num_errors < expected:  # Tune stopped early on its own
+                            interrupt.requested = True
+            if interrupt.requested:
+                record = {**record, "interrupted": True}
+        finally:
+            ray.shutdown()
+    except BaseException:
+        if not running:
+            remove_created(created)
+        raise
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
