@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from ablate.config.run import load_config
+from ablate.config.trainer import TRAINER_PARAMS
 from ablate.data import load_dataset
 from ablate.errors import ConfigError
 from ablate.training import runtime
 from ablate.training.background_forward import BackgroundForward, shadow_of, why_not_in_background
 from ablate.training.runtime import Runtime
-from ablate.training.trainer import TRAINER_PARAMS, Trainer
+from ablate.training.trainer import Trainer
 
 
 def normalise(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

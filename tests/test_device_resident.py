@@ -1,5 +1,5 @@
 """The data set is moved to the trial's device once; steps and evaluation draw batches by index there, with no
-per-step host-to-device copy of images (DESIGN.md, "Data" and "Performance").
+per-step host-to-device copy of images (docs/architecture.md, "Where the data lives").
 
 A ``TorchFunctionMode`` sees every torch call a step makes and records each copy of a uint8 image tensor
 (>= 4 dims) to a device: ``Tensor.to`` with a device (or a tensor to match), ``.cuda()``, ``.pin_memory()``,

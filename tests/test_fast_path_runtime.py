@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
+from ablate.config.trainer import TRAINER_PARAMS
 from ablate.errors import ConfigError
 from ablate.training import runtime
 from ablate.training.prefetch import Prefetcher
 from ablate.training.runtime import Runtime, configure_threads, release_cores
-from ablate.training.trainer import TRAINER_PARAMS
 
 AFFINITY = hasattr(os, "sched_setaffinity")
 

@@ -18,6 +18,7 @@ from ablate.results.storage import Storage
 from ablate.results.tables import TrialRecord
 
 ROOT = Path(__file__).resolve().parents[1]
+DIVERGED_ERROR = "ablate.results.records.TrialDiverged: diverged at step 17 (epoch 2): nan"
 SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
 
 
@@ -115,11 +116,11 @@ def test_statuses_from_rays_status_and_the_planned_epochs():
     assert results.trial_row(record("RUNNING", [epoch(1)]), STUDY)["status"] == STOPPED  # interrupted
     assert results.trial_row(record("ERROR", [], error="Traceback ...\nValueError: bad"), STUDY)["status"] == ERROR
     diverged = results.trial_row(
-        record("ERROR", [epoch(1)], error="...\nablate.results.records.TrialDiverged: diverged at step 17 (epoch 2): nan"),
+        record("ERROR", [epoch(1)], error=f"...\n{DIVERGED_ERROR}"),
         STUDY,
     )
     assert (diverged["status"], diverged["diverged_step"], diverged["diverged_epoch"]) == ("diverged", 17, 2)
-    assert diverged["error"] == "ablate.results.records.TrialDiverged: diverged at step 17 (epoch 2): nan"
+    assert diverged["error"] == DIVERGED_ERROR
 
 
 def test_a_row_takes_the_recorded_config_and_the_last_epochs_carried_values():

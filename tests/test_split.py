@@ -4,16 +4,9 @@ rule, and the checks a driver runs before training (check_split)."""
 import pytest
 import torch
 
+from ablate.config.budget import DEFAULT_VAL_PER_CLASS, LABEL_BUDGETS, set_budget
 from ablate.data.base import FaceSet
-from ablate.data.split import (
-    DEFAULT_VAL_PER_CLASS,
-    LABEL_BUDGETS,
-    check_split,
-    make_split,
-    resolve_split,
-    set_budget,
-    split_faces,
-)
+from ablate.data.split import check_split, make_split, resolve_split, split_faces
 from ablate.errors import ConfigError, DataError
 
 RAF = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
@@ -200,6 +193,20 @@ def test_set_budget_clears_the_other_budget_keys():
     assert (section["labels"], section["labels_per_class"]) == (1000, None)
     with pytest.raises(ValueError, match="not a budget key"):
         set_budget(section, "split_seed", 3)
+
+
+def test_a_null_budget_clears_nothing_in_the_section_and_in_a_composed_trial():
+    # One rule for both setters: null only says that this way of asking is not used.
+    from ablate.config.compose import set_sampled
+
+    section = {"labels": None, "labels_per_class": 7, "label_fraction": None}
+    set_budget(section, "labels", None)
+    assert section == {"labels": None, "labels_per_class": 7, "label_fraction": None}
+    config = {"data": {"labels": None, "labels_per_class": 7, "label_fraction": None}}
+    set_sampled(config, "data.label_fraction", None)
+    assert config["data"] == section
+    set_sampled(config, "data.label_fraction", 0.5)
+    assert config["data"] == {"labels": None, "labels_per_class": None, "label_fraction": 0.5}
 
 
 def test_budget_needs_seven_classes_with_fear():

@@ -2,7 +2,7 @@
 hyper-parameter of them, declared once (``PARAMS``).
 
 Why this module exists: FixMatch-pytorch and Ada-CM decode and augment every image with PIL in DataLoader
-workers. ablate keeps the decoded uint8 images on the trial's device (DESIGN.md, "Data" and "Performance") and
+workers. ablate keeps the decoded uint8 images on the trial's device (docs/architecture.md, "Where the data lives") and
 augments whole batches there with tensor maths, so no image is augmented in a Python loop and no step waits for
 the host: ``weak`` and ``strong`` read no tensor on the host (a test watches every torch call they make).
 

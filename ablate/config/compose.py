@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from ablate.config.budget import BUDGET_COLUMNS, set_budget
 from ablate.config.params import set_dotted
 
 # Keys of a trial's sampled values that pick or index, rather than set a config key.
@@ -19,8 +20,6 @@ BASELINE = "baseline"
 TRIAL_INDEX = "__trial_index__"  # set by a repeated search: added to the training seed
 REPEAT = "repeat"  # a baseline trial's seed index
 CONTROL_KEYS = (VARIANT, BASELINE, TRIAL_INDEX, REPEAT)
-# The three ways to ask for a label budget; a config gives one (ablate.data.split.BUDGET_KEYS, which imports torch).
-BUDGET_KEYS = ("data.labels", "data.labels_per_class", "data.label_fraction")
 
 
 def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,12 +34,11 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
 
 
 def set_sampled(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set one sampled dotted key; a budget key clears the other two, as ``ablate.data.split.set_budget`` does
-    (a null one clears nothing: it only says that this way of asking is not used)."""
-    if key in BUDGET_KEYS and value is not None:
-        for other in BUDGET_KEYS:
-            set_dotted(config, other, None)
-    set_dotted(config, key, value)
+    """Set one sampled dotted key; a budget key follows ``set_budget``'s rule."""
+    if key in BUDGET_COLUMNS:
+        set_budget(config.setdefault("data", {}), key.removeprefix("data."), value)
+    else:
+        set_dotted(config, key, value)
 
 
 def compose_config(

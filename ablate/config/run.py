@@ -2,28 +2,35 @@
 default, and the listing of every parameter (``python -m ablate.train --list-params``).
 
 Sections: ``plugins``, ``data``, ``model``, ``trainer``, ``augment``, ``components``. Each hyper-parameter is
-declared once next to the code that uses it (``DATA_PARAMS`` and each data source's options, ``MODEL_PARAMS``,
-``TRAINER_PARAMS``, ``augment.PARAMS``, each component's ``params``); this module only gathers them. Paths become
-absolute here, before any Ray trial changes its working directory.
+declared once: the loop's in ``ablate.config.trainer``, the split's in ``ablate.config.budget``, and what a
+registry holds beside the code it configures (each data source's options, ``MODEL_PARAMS`` with the backbones,
+``augment.PARAMS`` with the views, each component's ``params``), so that a plugin declares its own. This module
+gathers them. Importing it needs no torch; resolving a config imports the registries (``parts()``), since
+components, models and data sources are torch code. Paths become absolute here, before any Ray trial changes its
+working directory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from ablate import augment
-from ablate.components import COMPONENTS, check_enabled
 from ablate.config.params import Param, apply_overrides, load_yaml, resolve_section
 from ablate.config.plugins import load_plugins, resolve_plugins
-from ablate.data import DATA_PARAMS, DATASETS, resolve_data_section, source_options
+from ablate.config.trainer import TRAINER_PARAMS
 from ablate.errors import ConfigError
-from ablate.models import MODEL_PARAMS, resolve_model_section
-from ablate.training.trainer import TRAINER_PARAMS
 
 SECTIONS = ("plugins", "data", "model", "trainer", "augment", "components")
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
+
+
+def parts() -> SimpleNamespace:
+    """The registries a config names: the views, components, data sources and models (imported on first use)."""
+    from ablate import augment, components, data, models
+
+    return SimpleNamespace(augment=augment, components=components, data=data, models=models)
 
 
 def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
@@ -37,8 +44,8 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
     load_plugins(plugins)  # before the components are resolved: a plugin may register one
     return {
         "plugins": plugins,
-        "data": resolve_data_section(raw.get("data"), base_dir),
-        "model": resolve_model_section(raw.get("model"), base_dir),
+        "data": parts().data.resolve_data_section(raw.get("data"), base_dir),
+        "model": parts().models.resolve_model_section(raw.get("model"), base_dir),
         "trainer": resolve_section("trainer", raw.get("trainer"), TRAINER_PARAMS),
         "augment": _resolve_augment(raw.get("augment")),
         "components": resolve_components(raw.get("components")),
@@ -46,6 +53,7 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
 
 
 def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    augment = parts().augment
     resolved = resolve_section("augment", given, augment.PARAMS)
     augment.Augmenter(64, **resolved)  # the checks a Param cannot express (RGB triples, op names), before any trial
     return resolved
@@ -59,17 +67,18 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
             f"got {given!r}"
         )
     given = dict(given or {})
+    registered = parts().components.registered
     for name in given:
-        if name not in COMPONENTS:
-            raise ConfigError(f"components: unknown component {name!r}; allowed: {', '.join(COMPONENTS.names())}")
+        if name not in registered:
+            raise ConfigError(f"components: unknown component {name!r}; allowed: {', '.join(registered.names())}")
     resolved = {
-        name: resolve_section(f"components.{name}", given.get(name), COMPONENTS.get(name).all_params())
-        for name in COMPONENTS.names()
+        name: resolve_section(f"components.{name}", given.get(name), registered.get(name).all_params())
+        for name in registered.names()
     }
     enabled = [name for name, hp in resolved.items() if hp["enabled"]]
-    check_enabled(enabled)
+    parts().components.check_enabled(enabled)
     for name in enabled:
-        COMPONENTS.get(name).check_config(resolved)
+        registered.get(name).check_config(resolved)
     return resolved
 
 
@@ -91,18 +100,19 @@ def preset_path(name_or_path: str) -> Path:
 
 def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
     """(section path, what it is, its parameters) for every configurable thing, in the order of a config."""
+    data, registered = parts().data, parts().components.COMPONENTS
     tables = [
-        ("data", "the data source and its labeled/unlabeled/validation split", DATA_PARAMS),
+        ("data", "the data source and its labeled/unlabeled/validation split", data.DATA_PARAMS),
         *(
-            (f"data.options ({name})", f"the options of the {name} source", source_options(name))
-            for name in DATASETS.names()
+            (f"data.options ({name})", f"the options of the {name} source", data.source_options(name))
+            for name in data.DATASETS.names()
         ),
-        ("model", "the backbone and its classifier head", MODEL_PARAMS),
+        ("model", "the backbone and its classifier head", parts().models.MODEL_PARAMS),
         ("trainer", "the loop, the optimiser and the device", TRAINER_PARAMS),
-        ("augment", "the weak and strong views, made on the device", augment.PARAMS),
+        ("augment", "the weak and strong views, made on the device", parts().augment.PARAMS),
     ]
-    for name in COMPONENTS.names():
-        component = COMPONENTS.get(name)
+    for name in registered.names():
+        component = registered.get(name)
         reports = component.report_names()
         what = f"a {component.role.value}" + (f"; reports {', '.join(reports)}" if reports else "")
         tables.append((f"components.{name}", what, component.all_params()))

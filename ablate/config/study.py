@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate.config.budget import BUDGET_KEYS, SPLIT_PARAMS, set_budget
 from ablate.config.compose import compose_config, merge
 from ablate.config.metrics import SEARCH_METRICS, TEST_SELECTED_METRICS
 from ablate.config.params import (
@@ -28,7 +29,6 @@ from ablate.config.params import (
     set_dotted,
 )
 from ablate.config.run import PRESETS_DIR, SECTIONS, resolve_components, resolve_config
-from ablate.data.split import BUDGET_KEYS, SPLIT_PARAMS, set_budget
 from ablate.errors import ConfigError
 
 STUDY_KEYS = (

@@ -8,8 +8,9 @@ room for: at 4000 labels fear keeps 281 - 250 = 31 images), and the rest of the 
 three parts are disjoint and together cover the training split; the test split is never touched. Everything is
 drawn with a generator seeded by ``split_seed`` alone, separate from the training seed.
 
-This module is the one place these rules live: the split keys' Params (``SPLIT_PARAMS``), the one-budget rule
-(``resolve_split``, ``set_budget``), the per-class counts, and the checks against a data set (``check_split``).
+The budget's rules and the split keys' Params live in ``ablate.config.budget`` (no torch); this module applies
+them: the one-budget check (``resolve_split``), the per-class counts, the checks against a data set
+(``check_split``) and the split itself.
 """
 
 from __future__ import annotations
@@ -20,50 +21,10 @@ from typing import Any
 
 import torch
 
-from ablate.config.params import Param
+from ablate.config.budget import BUDGET_KEYS, LABEL_BUDGETS, SPLIT_PARAMS, budget_text
 from ablate.data.base import FaceSet
 from ablate.data.registry import resolve_documented
 from ablate.errors import ConfigError, DataError
-
-# budget -> (images of the class named "fear", images of each other class)
-LABEL_BUDGETS: dict[int, tuple[int, int]] = {
-    100: (10, 15),
-    400: (40, 60),
-    1000: (100, 150),
-    2000: (200, 300),
-    4000: (250, 625),
-}
-# The three ways to ask for labeled images; a config gives exactly one.
-BUDGET_KEYS = ("labels", "labels_per_class", "label_fraction")
-# Validation images per class unless a config says otherwise: the most every RAF-DB budget leaves room for,
-# rounded down (fear: 281 training images, 250 labeled at 4000), and enough to rank trials on.
-DEFAULT_VAL_PER_CLASS = 20
-
-SPLIT_PARAMS = {
-    "labels": Param(
-        100,
-        "a labeled budget of the RAF-DB protocol (fear takes 10/40/100/200/250, every other class "
-        "15/60/150/300/625); for other data use labels_per_class or label_fraction",
-        choices=tuple(LABEL_BUDGETS),
-        nullable=True,
-    ),
-    "labels_per_class": Param(None, "labeled images per class (instead of labels)", kind=int, low=1),
-    "label_fraction": Param(
-        None,
-        "fraction of each class's training images labeled, rounded, at least 1 (instead of labels)",
-        kind=float,
-        low=0.0,
-        high=1.0,
-        open_low=True,
-    ),
-    "split_seed": Param(0, "seed of the labeled/unlabeled/validation split, separate from the training seed"),
-    "val_per_class": Param(
-        DEFAULT_VAL_PER_CLASS,
-        "training images per class held out as a balanced validation split (disjoint from the labeled and "
-        "unlabeled sets) that selects epochs and hyper-parameters; 20 fits every RAF-DB budget; 0: none",
-        low=0,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -97,24 +58,6 @@ def resolve_split(given: Mapping[str, Any], where: str = "data") -> dict[str, An
             f"{where}: give exactly one of labels, labels_per_class, label_fraction; got {', '.join(asked) or 'none'}"
         )
     return split
-
-
-def set_budget(data_section: dict[str, Any], key: str, value: Any) -> None:
-    """Set one budget key of a data section and clear the other two, so the section still asks for one budget.
-
-    For a study that searches or overlays one budget key (``data.labels_per_class: {choice: [5, 10]}``) on a base
-    that gives another (the default ``labels: 100``). The value is checked when the section is resolved.
-    """
-    if key not in BUDGET_KEYS:
-        raise ValueError(f"set_budget: {key!r} is not a budget key; allowed: {', '.join(BUDGET_KEYS)}")
-    for other in BUDGET_KEYS:
-        data_section[other] = None
-    data_section[key] = value
-
-
-def budget_text(split: Mapping[str, Any]) -> str:
-    """The budget a resolved section asks for, as the user wrote it: ``data.labels=100``."""
-    return ", ".join(f"data.{key}={split[key]!r}" for key in BUDGET_KEYS if split.get(key) is not None)
 
 
 # ---- counts ------------------------------------------------------------------------------------------------

@@ -11,22 +11,22 @@ from typing import Any
 
 import polars as pl
 
-# The keys that set a label budget, in the order they are looked for.
-BUDGET_KEYS = ("data.labels", "data.labels_per_class", "data.label_fraction")
+from ablate.config.budget import BUDGET_COLUMNS
+
 # The seeds two trials are paired on (at the same budget); ``trainer.seed`` already includes a repeat's index.
 SEED_KEYS = ("trainer.seed", "data.split_seed")
 # Searched keys that lay out an ablation (its rungs, budgets and seeds) rather than tune a hyper-parameter.
-LADDER_AXES = ("variant", *SEED_KEYS, *BUDGET_KEYS)
+LADDER_AXES = ("variant", *SEED_KEYS, *BUDGET_COLUMNS)
 BASELINE_SUFFIX = " (baseline)"
 
 
 def budget_key(trials: pl.DataFrame, study: dict[str, Any]) -> str | None:
     """The config key that sets the label budget: a searched one first, else the first one with values."""
     params = study.get("params") or {}
-    for key in BUDGET_KEYS:
+    for key in BUDGET_COLUMNS:
         if key in params and key in trials.columns:
             return key
-    for key in BUDGET_KEYS:
+    for key in BUDGET_COLUMNS:
         if key in trials.columns and trials[key].drop_nulls().len():
             return key
     return None

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from ablate.cli import guarded
+from ablate.cli import add_set_option, guarded
 from ablate.config.params import flatten
 from ablate.config.study import Study, check_name, load_study
 from ablate.data import check_split, load_data
@@ -58,9 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME[:PATH]",
         help="another data source, e.g. rafdb:/data/RAF-DB or fer2013:/data/fer2013.csv",
     )
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key, e.g. trainer.epochs=3"
-    )
+    add_set_option(p, "study")
     p.add_argument("--name", help="the study's name (default: the file's `name`); results go to STORAGE/NAME")
     p.add_argument(
         "--storage",

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import yaml
 
-from ablate.cli import guarded
+from ablate.cli import add_set_option, guarded
 from ablate.config.run import load_config, param_listing, preset_path, resolve_config
 from ablate.data import load_data
 from ablate.errors import AblateError
@@ -38,9 +38,7 @@ SUMMARY_KEYS = (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ablate.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. trainer.epochs=3"
-    )
+    add_set_option(parser, "config")
     parser.add_argument("--out", help="the run folder (default runs/<config>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
