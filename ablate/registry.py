@@ -11,7 +11,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps the names a config file uses to the objects that implement them."""
+    """Maps the names a config file uses to the objects that implement them.
+
+    A registered class is given its name (``cls.name``), so a name is written once, in the decorator.
+    """
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -21,10 +24,18 @@ class Registry(Generic[T]):
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if isinstance(obj, type):
+                obj.name = name  # type: ignore[attr-defined]
             self._items[name] = obj
             return obj
 
         return add
+
+    def forget(self, name: str) -> None:
+        """Unregister ``name`` (a plugin's test cleans up after itself); unknown names are an error."""
+        if name not in self._items:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        del self._items[name]
 
     def get(self, name: str) -> T:
         if name not in self._items:

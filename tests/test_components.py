@@ -6,7 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.components import COMPONENTS, Component, Context, EpochView, Role, StepBatch, check_enabled, step_order
+from ablate.components import (
+    COMPONENTS,
+    Component,
+    Context,
+    EpochView,
+    Role,
+    StepBatch,
+    check_enabled,
+    register_component,
+    step_order,
+)
 from ablate.components.contrastive import nt_xent
 from ablate.components.ema import ema_update
 from ablate.components.negative import (
@@ -328,19 +338,33 @@ def test_every_component_declares_a_role_and_the_order_follows_the_roles():
 
 
 def test_a_loss_that_needs_another_component_runs_after_it():
+    @register_component("test_first")
     class First(Component):
-        name = "test_first"
+        pass
 
+    @register_component("test_second")
     class Second(Component):
-        name = "test_second"
         needs = ("test_first",)
 
-    COMPONENTS._items.update({"test_first": First, "test_second": Second})
     try:
+        assert (First.name, Second.name) == ("test_first", "test_second")  # the registry names what it registers
         assert step_order(["test_second", "test_first"]) == ["test_first", "test_second"]
     finally:
         for name in ("test_first", "test_second"):
-            COMPONENTS._items.pop(name)
+            COMPONENTS.forget(name)
+    assert "test_first" not in COMPONENTS and "test_second" not in COMPONENTS
+
+
+def test_a_forgotten_name_is_an_error():
+    with pytest.raises(KeyError, match="component 'nothing_here' is not registered"):
+        COMPONENTS.forget("nothing_here")
+
+
+def test_every_registered_component_and_policy_carries_its_registered_name():
+    from ablate.components.policies import POLICIES
+
+    for registry in (COMPONENTS, POLICIES):
+        assert all(registry.get(name).name == name for name in registry.names())
 
 
 @pytest.mark.parametrize(

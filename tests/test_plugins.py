@@ -34,7 +34,7 @@ def registry_restored():
     loaded = dict(plugins._loaded)
     yield
     for name in set(COMPONENTS.names()) - before:
-        COMPONENTS._items.pop(name)
+        COMPONENTS.forget(name)
     plugins._loaded.clear()  # so that the next test imports (and registers) the plugin again
     plugins._loaded.update(loaded)
 

@@ -39,7 +39,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, member: torc
 
 @register_component("contrastive")
 class Contrastive(Component):
-    name = "contrastive"
     default_weight = 0.1
     needs = ("policy",)
     grad_views = frozenset({"weak"})  # the features of both weak views learn (Ada-CM main.py:216-233)

@@ -64,7 +64,6 @@ def decay_student(student: torch.nn.Module, amount: float) -> None:
 
 @register_component("ema")
 class Ema(Component):
-    name = "ema"
     role = Role.TEACHER
     uses_unlabeled = False
     params = {

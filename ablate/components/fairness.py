@@ -60,7 +60,6 @@ def fairness_loss(logits_strong: torch.Tensor, mask: torch.Tensor, p_model: torc
 
 @register_component("fairness")
 class Fairness(Component):
-    name = "fairness"
     default_weight = 0.001
     needs = ("threshold",)
     grad_views = frozenset({"strong"})

@@ -111,7 +111,6 @@ def partial_label_loss(logits: torch.Tensor, confidence: torch.Tensor, candidate
 
 @register_component("negative")
 class Negative(Component):
-    name = "negative"
     default_weight = 1.0
     needs = ("policy",)
     grad_views = frozenset({"strong"})

@@ -16,7 +16,6 @@ def pseudo_label_loss(logits_strong: torch.Tensor, pseudo_labels: torch.Tensor, 
 
 @register_component("pseudo_label")
 class PseudoLabel(Component):
-    name = "pseudo_label"
     default_weight = 1.0
     needs = ("policy",)
     grad_views = frozenset({"strong"})

@@ -9,7 +9,6 @@ from ablate.components.base import Component, StepBatch, register_component
 
 @register_component("supervised")
 class Supervised(Component):
-    name = "supervised"
     default_weight = 0.5
     uses_unlabeled = False
     grad_views = frozenset({"labeled"})

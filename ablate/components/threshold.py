@@ -42,7 +42,6 @@ def policy_params() -> dict[str, Param]:
 
 @register_component("threshold")
 class Threshold(Component):
-    name = "threshold"
     role = Role.POLICY
     reports = ("threshold_<class>", "mask_rate", "pseudo_acc")
 

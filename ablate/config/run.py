@@ -67,7 +67,7 @@ def resolve_components(given: Mapping[str, Any] | None) -> dict[str, dict[str, A
             f"got {given!r}"
         )
     given = dict(given or {})
-    registered = parts().components.registered
+    registered = parts().components.COMPONENTS
     for name in given:
         if name not in registered:
             raise ConfigError(f"components: unknown component {name!r}; allowed: {', '.join(registered.names())}")

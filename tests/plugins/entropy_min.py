@@ -10,7 +10,6 @@ from ablate.config.params import Param
 
 @register_component("entropy_min")
 class EntropyMin(Component):
-    name = "entropy_min"
     default_weight = 0.1
     grad_views = frozenset({"strong"})
     params = {"temperature": Param(1.0, "softmax temperature of the entropy", low=0.0, open_low=True)}
