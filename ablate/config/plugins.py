@@ -57,6 +57,8 @@ def _import_file(path: str) -> str:
     # A name unique to the file, so two plugins called components.py do not collide.
     name = f"ablate_plugin_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"plugins: {path!r} cannot be imported as a Python module; give a .py file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ class Study:
     baseline_seeds: list[int] | None = None  # None: the search's own training seeds
 
 
-def load_study(path: str | Path, overrides: list[str] = ()) -> Study:
+def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
     """Read and validate a study file; ``overrides`` are ``--set key=value`` on the study's own keys."""
     file = Path(path)
     raw = load_yaml(file)
