@@ -1,8 +1,9 @@
 """What every ablate command shares, and the console command ``ablate run | train | report | params``.
 
-A user's mistake is one line on stderr and exit code 2, not a traceback. Each subcommand is the module that
-``python -m`` runs (``ablate.run``, ``ablate.train``, ``ablate.report``); ``ablate params`` is ``ablate train
---list-params``.
+A user's mistake is one line on stderr and exit code 2, not a traceback (an error may carry its own
+``exit_code``); a command that returns an exit code of its own (an int) exits with it. Each subcommand is the
+module that ``python -m`` runs (``ablate.run``, ``ablate.train``, ``ablate.report``); ``ablate params`` is
+``ablate train --list-params``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ COMMANDS = {
 
 def guarded(command: Callable[[Any], Any], args: Any) -> int:
     try:
-        command(args)
+        result = command(args)
     except AblateError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return getattr(err, "exit_code", 2)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:

@@ -92,3 +92,28 @@ def make_writable_folder(folder: Path, what: str, hint: str = "") -> Path | None
             f"{what}: cannot write to {absolute} ({err.strerror or err}); give a folder you can write to"
         ) from None
     return first_missing
+
+
+def load_checkpoint_safely(source: str | os.PathLike | bytes, where: str) -> Any:
+    """``torch.load`` of a checkpoint with ``weights_only=True``: tensors, numbers, strings, lists, dicts and the
+    types allow-listed with ``torch.serialization.add_safe_globals`` (a plugin whose state needs more registers
+    them where it is imported). Unpickling anything else could run code, so such a file is refused in one line:
+    a shared storage that someone else can write to must not be a way to run code in every resumed trial."""
+    import io
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        return torch.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu", weights_only=True
+        )
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f"a pickled {found.group(1)}" if found else "an object a weights-only load refuses"
+        raise AblateError(
+            f"{where}: the checkpoint holds {what}, outside the types a checkpoint may hold (tensors, numbers, "
+            "strings, lists, dicts and the allow-listed ones); refusing to unpickle it, since that could run code "
+            "(ablate writes no such checkpoint: delete it to start that run over)"
+        ) from None

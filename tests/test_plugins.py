@@ -112,3 +112,45 @@ def test_a_study_enables_a_plugin_component_and_ray_trials_train_it(tmp_path):
         .all()
     )
     assert json.loads(search["config_json"][0])["plugins"] == [str(PLUGIN)]
+
+
+def test_no_plugins_refuses_a_file_that_names_plugins_before_importing_them(tmp_path, capsys):
+    """--no-plugins (run and train): the file's plugin is never imported (it would write a marker), one line says
+    why; the study folder is not created; a file without plugins runs as before."""
+    from ablate import run, train
+
+    marker = tmp_path / "imported"
+    plugin = tmp_path / "sneaky.py"
+    plugin.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"plugins": [str(plugin)], **TINY, "components": {"supervised": {}}}))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "plugins": [str(plugin)], **TINY,
+                                     "components": {"supervised": {"enabled": True}}}))  # fmt: skip
+    storage = tmp_path / "results"
+    assert run.main(["--space", str(study), "--storage", str(storage), "--no-plugins"]) == 2
+    assert train.main(["--config", str(config_file), "--out", str(tmp_path / "run"), "--no-plugins"]) == 2
+    assert train.main(["--list-params", "--config", str(config_file), "--no-plugins"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and not marker.exists() and not storage.exists()
+    assert lines[0] == (
+        f"error: {study}: plugins: {str(plugin)!r} would be imported, and --no-plugins refuses plugins (a file that "
+        "names them runs their Python code); read them, then drop --no-plugins if you trust them"
+    )
+    assert lines[1].startswith(f"error: {config_file}: plugins: {str(plugin)!r} would be imported")
+    # the refusal ends with the command: a later load in the same process imports the plugin
+    assert plugins._refused is False
+    config_file.write_text(yaml.safe_dump({**TINY, "components": {"supervised": {"enabled": True}}}))
+    assert train.main(["--list-params", "--config", str(config_file), "--no-plugins"]) == 0
+
+
+def test_the_help_says_a_study_file_is_code_and_names_the_exit_codes():
+    helps = {}
+    for module in ("ablate.run", "ablate.train"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True)
+        helps[module] = done.stdout
+        text = " ".join(done.stdout.split())
+        assert done.returncode == 0 and "is code, as a Makefile is" in text and "--no-plugins" in text, module
+    for line in ("3    the study finished, with failed trials", "4    the study finished and no trial succeeded",
+                 "130  interrupted by Ctrl-C, 143 by SIGTERM"):  # fmt: skip
+        assert line in helps["ablate.run"]

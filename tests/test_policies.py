@@ -367,7 +367,7 @@ def test_a_run_resumed_from_a_checkpoint_matches_an_uninterrupted_one(faces, pol
     torch.save(first.state_dict(), saved)
     saved.seek(0)
     resumed = Trainer(config, faces)
-    resumed.load_state_dict(torch.load(saved, weights_only=False))
+    resumed.load_state_dict(torch.load(saved, weights_only=True))
     assert resumed.fit() == full
 
 

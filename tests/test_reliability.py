@@ -216,24 +216,38 @@ def test_a_killed_drivers_lock_does_not_block_the_resume(tmp_path):
     assert pl.read_parquet(tmp_path / "dead" / "trials.parquet")["status"].to_list() == ["complete"]
 
 
-def ctrl_c_then_resume(tmp_path, name, settings):
-    """Run the smoke study as NAME with SETTINGS, press Ctrl-C once a trial has saved a checkpoint, check that the
-    driver stopped before the baselines, then resume it; returns the finished study's trials."""
+def ctrl_c_then_resume(tmp_path, name, settings, signum=signal.SIGINT):
+    """Run the smoke study as NAME with SETTINGS, press Ctrl-C (or send SIGNUM) once a trial has saved a
+    checkpoint, check that the driver stopped before the baselines, wrote the tables of what ran, released the
+    lock and exited with 128 + the signal's number, then resume it; returns the finished study's trials."""
     args = ["--space", SMOKE, "--storage", str(tmp_path), "--name", name, *VAL, *settings]
-    first = driver(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = driver(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 200
     while not list((tmp_path / name / "ray").glob("*/ablate_checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.1)
-    first.send_signal(signal.SIGINT)  # Tune stops its trials, saves its state and returns
-    out, _ = first.communicate(timeout=200)
-    assert first.returncode == 0 and "interrupted: to finish the study, run the same command with --resume" in out
+    os.kill(first.pid, signum)  # the driver only: Tune stops its trials, saves its state and returns
+    out, err = first.communicate(timeout=200)
+    assert first.returncode == 128 + signum, (out[-3000:], err[-3000:])
+    assert "interrupted: to finish the study, run the same command with --resume" in out
+    assert "SIGTERM received" not in err and "Traceback" not in err, err[-3000:]  # no crash dump
     assert not (tmp_path / name / "ray_baselines").exists() and not (tmp_path / name / ".lock").exists()
+    ran = pl.read_parquet(tmp_path / name / "trials.parquet")
+    assert ran.height >= 1 and set(ran["role"]) == {"search"}
     assert run.main([*args, "--resume"]) == 0
+    epochs = pl.read_parquet(tmp_path / name / "epochs.parquet")
+    assert epochs.height == epochs.unique(["trial_id", "epoch"]).height  # no epoch recorded twice
     return pl.read_parquet(tmp_path / name / "trials.parquet")
 
 
 def test_ctrl_c_stops_the_study_before_its_baselines_and_resume_finishes_it(tmp_path):
     trials = ctrl_c_then_resume(tmp_path, "cc", ["--set", "search.num_samples=2", "--set", "search.max_concurrent=1"])
+    assert trials["role"].to_list() == ["search", "search", "baseline"] and set(trials["status"]) == {"complete"}
+
+
+def test_sigterm_stops_the_study_as_ctrl_c_does_and_resume_finishes_it(tmp_path):
+    """What a batch scheduler (SLURM's preemption, Kubernetes, `timeout`) sends: the same graceful stop, exit 143."""
+    settings = ["--set", "search.num_samples=2", "--set", "search.max_concurrent=1"]
+    trials = ctrl_c_then_resume(tmp_path, "term", settings, signal.SIGTERM)
     assert trials["role"].to_list() == ["search", "search", "baseline"] and set(trials["status"]) == {"complete"}
 
 
@@ -265,6 +279,29 @@ def test_the_first_ctrl_c_asks_tune_to_stop_and_the_second_aborts(monkeypatch):
     finally:
         signal.signal(signal.SIGUSR1, previous_usr1)
     assert signal.getsignal(signal.SIGINT) is before and TUNE_SIGINT_SWITCH not in os.environ
+
+
+def test_sigterm_is_the_first_ctrl_c_and_a_second_signal_aborts(monkeypatch):
+    calls = []
+
+    def tune_handler(signum, frame):
+        calls.append(signum)
+
+    tune_handler.__module__ = "ray.tune.tune"
+    before = signal.getsignal(signal.SIGTERM)
+    previous_usr1 = signal.signal(signal.SIGUSR1, tune_handler)
+    try:
+        with catch_interrupt() as interrupt:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert interrupt.requested and interrupt.signum == signal.SIGTERM and calls == [signal.SIGUSR1]
+            assert run.EXIT_INTERRUPTED[interrupt.signum] == 143
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGUSR1, previous_usr1)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_ctrl_c_before_tune_listens_is_recorded_and_sends_nothing():

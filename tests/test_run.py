@@ -94,8 +94,9 @@ def test_smoke_study_writes_the_tables(tmp_path, capsys):
     assert "baseline supervised: test acc" in printed and "best trial" in printed and "trials.parquet" in printed
 
 
-def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path):
-    """A trial that fails before its first report keeps Optuna's own 8-hex id and the config it was given."""
+def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path, capsys):
+    """A trial that fails before its first report keeps Optuna's own 8-hex id and the config it was given; the
+    study exits with EXIT_FAILED_TRIALS and its summary names the error."""
     import torch
 
     weights = tmp_path / "not_a_backbone.pt"
@@ -114,8 +115,23 @@ def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path):
         "--set",
         "baselines=[]",
     ]
-    assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "failing", *VAL, *failing]) == 0
+    code = run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "failing", *VAL, *failing])
+    assert code == run.EXIT_FAILED_TRIALS == 3
     trials = pl.read_parquet(tmp_path / "failing" / "trials.parquet")
+    failed = trials.filter(pl.col("status") == "error")
+    out, err = capsys.readouterr()
+    first_error = failed["error"][0]
+    assert "does not match the backbone" in first_error
+    if failed.height == 1:
+        assert f"failed: 1 trial: {first_error}" in out
+    else:
+        n = failed.height
+        assert f"failed: {n} trials; the first error, shared by {n} of them: {first_error}" in out
+    assert f"error: {failed.height} of 3 trials failed (exit code 3); see the summary" in err
+    # the free-space estimate of a checkpoint (the model's state x 4) is what a trial really wrote, within 5 %
+    written = [p.stat().st_size for p in (tmp_path / "failing" / "ray").glob("*/ablate_checkpoint.pt")]
+    estimate = run.checkpoint_bytes(load_study(SMOKE, VAL[1:]), 7)
+    assert written and all(abs(size - estimate) < 0.05 * estimate for size in written), (written, estimate)
     assert sorted(set(trials["variant"])) == ["bad", "good"]  # seed 0 samples both
     for row in trials.iter_rows(named=True):
         assert re.fullmatch(r"[0-9a-f]{8}", row["trial_id"]), row["trial_id"]
@@ -127,6 +143,73 @@ def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path):
             assert json.loads(row["config_json"])["model"]["weights"] == str(weights)
         else:
             assert row["status"] == "complete" and row["epochs_done"] == 1
+
+
+def test_a_study_in_which_no_trial_succeeds_exits_4_naming_the_error(tmp_path, capsys):
+    import torch
+
+    weights = tmp_path / "not_a_backbone.pt"
+    torch.save({"unrelated.weight": torch.zeros(1)}, weights)
+    settings = ["--set", f"model.weights={weights}", "--set", "search.num_samples=2", "--set", "baselines=[]"]
+    settings += ["--set", "trainer.epochs=1"]
+    code = run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "none", *VAL, *settings])
+    assert code == run.EXIT_NOTHING_SUCCEEDED == 4
+    out, err = capsys.readouterr()
+    trials = pl.read_parquet(tmp_path / "none" / "trials.parquet")
+    assert trials["status"].to_list() == ["error", "error"]
+    assert re.search(r"failed: 2 trials; the first error, shared by 2 of them: .*does not match the backbone", out)
+    assert "error: no trial of study 'none' succeeded (exit code 4); see the summary" in err
+
+
+def test_a_storage_without_room_for_the_checkpoints_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    estimate = run.checkpoint_bytes(load_study(SMOKE, VAL[1:]), 7)
+    per_trial = estimate + run.RAY_FILES_PER_TRIAL
+    usage = shutil.disk_usage(tmp_path)
+    free = 5 * per_trial - 1  # smoke: 4 searched trials and 1 baseline; one byte short
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage._replace(free=free))
+    monkeypatch.setattr(run, "start_ray", lambda args: pytest.fail("Ray started"))
+    assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "full", *VAL]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"error: --storage {tmp_path / 'full'}: {free / 1e6:.1f} MB free") and "\n" not in line
+    assert f"needs about {5 * per_trial / 1e6:.1f} MB (5 trials x {per_trial / 1e6:.1f} MB" in line
+    assert not (tmp_path / "full").exists()  # nothing left behind
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage._replace(free=free + 1))
+    monkeypatch.setattr(run, "start_ray", lambda args: (_ for _ in ()).throw(run.AblateError("stop here")))
+    assert run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "full", *VAL]) == 2
+    assert "stop here" in capsys.readouterr().err  # exactly enough room: past the check
+
+
+def test_a_storage_that_fills_up_while_the_study_runs_is_named_as_the_cause(tmp_path, monkeypatch):
+    """What Ray Tune raises when the disk fills (a truncated error pickle: EOFError; a failed copy: OSError 28)
+    becomes one line naming the storage and exit code 5; an unrelated error stays what it is."""
+    import errno
+    import shutil
+
+    from ablate.cli import guarded
+    from ablate.results.storage import Storage
+
+    folder = Storage(str(tmp_path))
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage._replace(free=0))
+    full = run.storage_full(folder, EOFError("Ran out of input"))
+    assert isinstance(full, run.StorageFull) and full.exit_code == run.EXIT_STORAGE_FULL == 5
+    assert str(full) == (
+        f"--storage {tmp_path}: no space left on the device (0.0 MB free), so the study stopped (EOFError: Ran out "
+        "of input); free space there, then run the same command with --resume"
+    )
+
+    def raises():
+        raise full
+
+    assert guarded(lambda args: raises(), None) == 5
+    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: usage._replace(free=10**9))
+    assert run.storage_full(folder, EOFError("Ran out of input")) is None  # room left: not the cause
+    no_space = OSError(errno.ENOSPC, "No space left on device")
+    assert "(OSError: [Errno 28] No space left on device)" in str(run.storage_full(folder, no_space))
+    assert run.storage_full(folder, OSError(errno.EACCES, "Permission denied")) is None
+    assert run.storage_full(folder, ValueError("unrelated")) is None
 
 
 def test_an_existing_study_is_not_overwritten(tmp_path):

@@ -187,3 +187,53 @@ def test_a_gpu_share_is_a_fraction_below_one_or_whole(gpu, ok):
     else:
         with pytest.raises(ConfigError, match=r"resources.gpu: 1.5 is neither a fraction below 1 nor a whole number"):
             load_study(SMOKE, [VAL, f"resources.gpu={gpu}"])
+
+
+# ---- a key given twice --------------------------------------------------------------------------------------
+
+DUPLICATED = {
+    "name twice": ("name: a\ndata: {val_per_class: 5}\nname: b\n", 3, "name", 1),
+    "a second params block": (
+        "data: {val_per_class: 5}\nparams:\n  trainer.lr: {uniform: [0.001, 0.01]}\n"
+        "search: {num_samples: 2}\nparams:\n  trainer.seed: {grid: [0, 1]}\n",
+        5,
+        "params",
+        2,
+    ),
+    "nested": ("data: {val_per_class: 5}\ntrainer:\n  epochs: 2\n  batch_size: 8\n  epochs: 3\n", 5, "epochs", 3),
+    "in a flow mapping": ("data: {val_per_class: 5, labels: 100, val_per_class: 4}\n", 1, "val_per_class", 1),
+}
+
+
+@pytest.mark.parametrize("text,line,key,first", DUPLICATED.values(), ids=DUPLICATED.keys())
+def test_a_key_given_twice_is_refused_with_the_file_the_line_and_the_key(tmp_path, text, line, key, first):
+    file = tmp_path / "twice.yaml"
+    file.write_text("components: {supervised: {enabled: true}}\n" + text)
+    with pytest.raises(ConfigError) as err:
+        load_study(file)
+    assert str(err.value) == (
+        f"{file}, line {line + 1}: the key {key!r} is given twice (first on line {first + 1}); YAML would keep only "
+        "the last value: give each key once"
+    )
+
+
+def test_a_yaml_merge_may_still_override_what_it_merges(tmp_path):
+    file = tmp_path / "merge.yaml"
+    file.write_text(
+        "components: {supervised: {enabled: true}}\ndata: {val_per_class: 5}\n"
+        "variants:\n  short: &short {trainer: {epochs: 1}}\n  shorter:\n    <<: *short\n    trainer: {epochs: 2}\n"
+    )
+    assert load_study(file).variants["shorter"] == {"trainer": {"epochs": 2}}
+
+
+def test_a_key_given_twice_in_a_preset_or_a_set_value_is_refused(tmp_path):
+    from ablate.config.run import load_config
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("components:\n  supervised: {enabled: true}\n  supervised: {enabled: false}\n")
+    with pytest.raises(ConfigError, match=r"preset.yaml, line 3: the key 'supervised' is given twice"):
+        load_config(preset)
+    with pytest.raises(ConfigError) as err:
+        load_study(SMOKE, [VAL, "data.options={seed: 1, seed: 2}"])
+    expected = "--set 'data.options={seed: 1, seed: 2}': the key 'seed' is given twice; give each key once"
+    assert str(err.value) == expected

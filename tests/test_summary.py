@@ -18,7 +18,7 @@ REFERENCE = {
 RECORD = {"name": "hand", "search": {"metric": "best_val_acc", "mode": "max"}, "params": {"x": {"choice": [1, 2]}}}
 
 
-def row(trial_id, role, seed, x, val, acc, mca, status="complete", baseline=None, step=None):
+def row(trial_id, role, seed, x, val, acc, mca, status="complete", baseline=None, step=None, error=None):
     return {
         "trial_id": trial_id,
         "status": status,
@@ -33,6 +33,7 @@ def row(trial_id, role, seed, x, val, acc, mca, status="complete", baseline=None
         "test_mean_class_acc_at_best_val": mca,
         "diverged_step": step,
         "diverged_epoch": None if step is None else 1,
+        "error": error,
     }
 
 
@@ -45,7 +46,7 @@ def frame(best_seeds=3):
     rows += [row(f"s{s}", "search", s, 1, val, acc, mca) for s, val, acc, mca in best]
     rows += [row(f"t{s}", "search", s, 2, 0.55, 0.9, 0.9) for s in range(best_seeds)]  # worse on validation
     rows.append(row("nan", "search", 0, 3, 0.99, 0.99, 0.99, status="diverged", step=7))
-    rows.append(row("err", "search", 0, 4, None, None, None, status="error"))
+    rows.append(row("err", "search", 0, 4, None, None, None, status="error", error="OSError: [Errno 28] No space"))
     return pl.DataFrame(rows)
 
 
@@ -56,11 +57,31 @@ def test_the_best_config_is_ranked_on_mean_validation_without_diverged_trials():
     assert [r["trial_id"] for r in lowest] == ["t0", "t1", "t2"]
 
 
+def test_the_failed_trials_are_counted_with_the_first_error_and_how_many_share_it():
+    from ablate.results.printed import error_lines
+
+    errors = [
+        "OSError: [Errno 28] No space left on device",
+        "ValueError: bad",
+        "OSError: [Errno 28] No space left on device",
+    ]
+    rows = [row(f"e{i}", "search", 0, 1, None, None, None, status="error", error=e) for i, e in enumerate(errors)]
+    rows.append(row("ok", "search", 0, 1, 0.5, 0.5, 0.5))
+    rows.append(
+        row("b", "baseline", 0, None, None, None, None, status="error", baseline="supervised", error="ValueError: bad")
+    )
+    assert error_lines(pl.DataFrame(rows)) == [
+        "failed: 4 trials; the first error, shared by 2 of them: OSError: [Errno 28] No space left on device"
+    ]
+    assert error_lines(pl.DataFrame(rows[3:4])) == []
+
+
 def test_summary_by_hand():
     text = summarise(frame(), {**RECORD, "reference": REFERENCE}, "/r/hand")
     lines = text.splitlines()
     assert lines[0] == "study hand: 8 trials (6 complete, 1 diverged, 1 error); baselines: 3 trials (3 complete)"
-    assert "trial nan diverged at step 7 (epoch 1): not ranked" in lines[1]
+    assert lines[1] == "failed: 1 trial: OSError: [Errno 28] No space"
+    assert "trial nan diverged at step 7 (epoch 1): not ranked" in lines[2]
     assert "chance 25.0 %" in text and "always 'b' (the majority class): 50.0 % accuracy, 25.0 % mean class" in text
     # baseline: acc 0.40, 0.42, 0.44 -> 42.0 ± 2.0; mca 0.30, 0.31, 0.35 -> mean 32.0, sample std sqrt(0.0007) = 2.6
     assert "baseline supervised: test acc 42.0 ± 2.0 % (3 seeds), mean class acc 32.0 ± 2.6 % (3 seeds)" in text

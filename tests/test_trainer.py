@@ -1,6 +1,7 @@
 """The loop on CPU: repeatable with a seed, resumable to the same metrics, and the one-run command."""
 
 import json
+import pathlib
 
 import pytest
 import torch
@@ -119,6 +120,47 @@ def test_train_command_resumes_after_an_interruption(tmp_path, monkeypatch, caps
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == full
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["epochs"] == 2
+
+
+class _RunsCode:
+    """Unpickling it would touch ``marker``: what a checkpoint planted on a shared storage could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_on_resume(tmp_path, capsys):
+    args = ["--config", "presets/supervised.yaml", "--quiet"] + [a for s in TINY for a in ("--set", s)]
+    assert train.main(args + ["--set", "trainer.epochs=1", "--out", str(tmp_path / "run")]) == 0
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)  # what ablate writes loads weights-only
+    marker = tmp_path / "code-ran"
+    torch.save({**state, "history": [_RunsCode(marker)]}, checkpoint)
+    capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --resume {checkpoint}: the checkpoint holds a pickled ") and "\n" not in err
+    assert "refusing to unpickle it" in err and not marker.exists()
+
+
+def test_a_trials_checkpoint_holding_a_pickled_object_is_refused(tmp_path, faces):
+    from ablate.errors import AblateError
+    from ablate.results.storage import Storage
+    from ablate.sweep.trial import load_checkpoint, save_checkpoint
+
+    trainer = Trainer(load_config("presets/lion.yaml", TINY + ["trainer.epochs=1"]), faces)
+    trainer.fit()
+    folder = Storage(tmp_path)
+    save_checkpoint(folder, {"trainer": trainer.state_dict(), "reported": [{"val_acc": 0.5, "cm": [[1, 0], [0, 1]]}]})
+    assert load_checkpoint(folder)["trainer"]["epoch"] == 1  # the trial's own checkpoint loads weights-only
+    marker = tmp_path / "code-ran"
+    save_checkpoint(folder, {"trainer": trainer.state_dict(), "reported": [_RunsCode(marker)]})
+    with pytest.raises(AblateError, match=r"ablate_checkpoint.pt: the checkpoint holds a pickled .*refusing"):
+        load_checkpoint(folder)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(

@@ -95,13 +95,54 @@ def resolve_section(path: str, given: Mapping[str, Any] | None, params: Mapping[
     return {name: param.check(f"{path}.{name}", given.get(name, param.default)) for name, param in params.items()}
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping gives one key twice (PyYAML would keep the last value silently)."""
+
+    def __init__(self, key: Any, line: int, first_line: int):
+        self.key, self.line, self.first_line = key, line, first_line
+        super().__init__(problem=f"the key {key!r} is given twice (lines {first_line} and {line})")
+
+    def explain(self, where: str) -> str:
+        return (
+            f"{where}, line {self.line}: the key {self.key!r} is given twice (first on line {self.first_line}); "
+            "YAML would keep only the last value: give each key once"
+        )
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (a merge ``<<:`` may still be overridden)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first:
+                        raise DuplicateKeyError(key, line, first[key])
+                    first[key] = line
+                except TypeError:  # an unhashable key: SafeLoader refuses it below
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """yaml.safe_load, refusing a key given twice (DuplicateKeyError)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping, with errors that name the file (and, for a key given twice, the line and the key)."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file}: no such file")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = parse_yaml(file.read_text())
+    except DuplicateKeyError as err:
+        raise ConfigError(err.explain(str(file))) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{file}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -115,7 +156,9 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. components.negative.rho=0.8")
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"--set {text!r}: the key {err.key!r} is given twice; give each key once") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value

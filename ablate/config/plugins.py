@@ -7,16 +7,29 @@ register.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ablate.errors import ConfigError
 
 _loaded: dict[str, str] = {}  # entry as resolved -> module name
+_refused = False  # within refusing_plugins(): any entry is an error
+
+
+@contextlib.contextmanager
+def refusing_plugins(refuse: bool = True) -> Iterator[None]:
+    """Within the block (when ``refuse``), a config that names plugins is a ConfigError: --no-plugins."""
+    global _refused
+    before, _refused = _refused, _refused or refuse
+    try:
+        yield
+    finally:
+        _refused = before
 
 
 def resolve_plugins(given: Sequence[str] | None, base_dir: Path | None) -> list[str]:
@@ -30,6 +43,11 @@ def resolve_plugins(given: Sequence[str] | None, base_dir: Path | None) -> list[
 
 def load_plugins(entries: Sequence[str]) -> None:
     """Import each entry once per process; an entry that fails to import is a ConfigError naming it."""
+    if entries and _refused:
+        raise ConfigError(
+            f"plugins: {', '.join(map(repr, entries))} would be imported, and --no-plugins refuses plugins (a file "
+            "that names them runs their Python code); read them, then drop --no-plugins if you trust them"
+        )
     for entry in entries:
         if entry in _loaded:
             continue

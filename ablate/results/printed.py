@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from ablate.results.records import BASELINE, DIVERGED, RANKED, SEARCH
+from ablate.results.records import BASELINE, DIVERGED, ERROR, RANKED, SEARCH
 
 ACC, MCA = "test_acc_at_best_val", "test_mean_class_acc_at_best_val"
 SEED = "trainer.seed"
@@ -99,7 +99,7 @@ def summarise(trials: pl.DataFrame, record: dict[str, Any], location: str) -> st
     line = f"study {record['name']}: {n_trials(search.height)} ({counts(search)})"
     if baselines.height:
         line += f"; baselines: {n_trials(baselines.height)} ({counts(baselines)})"
-    lines = [line]
+    lines = [line, *error_lines(trials)]
     for row in search.filter(pl.col("status") == DIVERGED).iter_rows(named=True):
         step, epoch = row["diverged_step"], row["diverged_epoch"]
         lines.append(f"  trial {row['trial_id']} diverged at step {step} (epoch {epoch}): not ranked")
@@ -159,6 +159,21 @@ def summarise(trials: pl.DataFrame, record: dict[str, Any], location: str) -> st
     else:
         lines.append(f"report:  python -m ablate.report {location}")
     return "\n".join(lines)
+
+
+def error_lines(trials: pl.DataFrame) -> list[str]:
+    """The failed trials (an error, not a divergence): how many, the first one's error (its last line), and how
+    many trials failed with that same line."""
+    failed = trials.filter(pl.col("status") == ERROR)
+    if not failed.height:
+        return []
+    first = failed["error"][0] if "error" in failed.columns else None
+    if first is None:
+        return [f"failed: {n_trials(failed.height)} (no error text recorded)"]
+    if failed.height == 1:
+        return [f"failed: 1 trial: {first}"]
+    same = failed.filter(pl.col("error") == first).height
+    return [f"failed: {n_trials(failed.height)}; the first error, shared by {same} of them: {first}"]
 
 
 def gain_lines(

@@ -7,17 +7,25 @@ search runs as one Ray Tune experiment (``ray/``) and the study's baselines as a
 (``ray_baselines/``), each trial with its CPUs or its share of a GPU. ``trials.parquet`` and ``epochs.parquet``
 are then written from what the trials recorded, after the run and again after ``--resume``; a summary puts the
 best trial beside chance, the majority class and the baselines.
+
+Ctrl-C or SIGTERM (what batch schedulers send) stops the trials once Ray Tune has saved its state, writes the
+tables of what ran and releases the lock; ``--resume`` finishes the study. The exit code says how the study ended
+(``EXIT_CODES``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import shutil
+import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +33,12 @@ import polars as pl
 
 from ablate.cli import add_set_option, guarded
 from ablate.config.params import flatten
+from ablate.config.plugins import refusing_plugins
 from ablate.config.study import Study, check_name, load_study
 from ablate.data import check_split, load_data
 from ablate.errors import AblateError, ConfigError
 from ablate.io import make_writable_folder
-from ablate.results.records import BASELINE, EXPERIMENTS, SEARCH, STUDY_FILE
+from ablate.results.records import BASELINE, CHECKPOINT_FILE, ERROR, EXPERIMENTS, RANKED, SEARCH, STUDY_FILE
 from ablate.results.storage import Storage, is_uri
 from ablate.sweep.baselines import baseline_points, reference, split_sections
 from ablate.sweep.interrupt import catch_interrupt
@@ -49,9 +58,33 @@ RESUME_KEYS = (
     "baseline_configs",
 )
 
+# How the driver ends; a pipeline reads them (README, --help).
+EXIT_OK = 0
+EXIT_USAGE = 2  # refused before any trial ran: a bad study file, --set, storage, address, data or split
+EXIT_FAILED_TRIALS = 3  # the study finished, and some of its trials failed with an error
+EXIT_NOTHING_SUCCEEDED = 4  # the study finished, and no trial has a result (each failed or diverged)
+EXIT_STORAGE_FULL = 5  # the study stopped: its storage filled up (free space there, then --resume)
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal: finish it with --resume
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    the study finished and every trial ran (a diverged trial is a result: not ranked)
+  {EXIT_USAGE}    refused before any trial ran (one line says why)
+  {EXIT_FAILED_TRIALS}    the study finished, with failed trials (the summary names the first error)
+  {EXIT_NOTHING_SUCCEEDED}    the study finished and no trial succeeded (each failed or diverged)
+  {EXIT_STORAGE_FULL}    the study stopped: its storage is full; free space there, then add --resume
+  130  interrupted by Ctrl-C, 143 by SIGTERM: the tables hold what ran; add --resume to finish the study"""
+STUDY_IS_CODE = """A study file is code, as a Makefile is: its `plugins:` import Python files or modules, run in the
+driver and in every trial. Run a study file you did not write with --no-plugins, or read its plugins first."""
+# Ray's files per trial beside its checkpoint (results, progress, parameters), an upper estimate.
+RAY_FILES_PER_TRIAL = 1_000_000
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ablate.run", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m ablate.run",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"{STUDY_IS_CODE}\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--space", required=True, help="the study file, e.g. search_spaces/lion.yaml")
     p.add_argument(
         "--data",
@@ -73,6 +106,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray)")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard and print its address")
     p.add_argument("--num-samples", type=int, help="override search.num_samples")
+    p.add_argument(
+        "--no-plugins",
+        action="store_true",
+        help="refuse a study whose `plugins:` would import Python code (for study files you did not write)",
+    )
     return p.parse_args(argv)
 
 
@@ -191,6 +229,62 @@ def check_folder_state(folder: Storage, study: Study, resume: bool) -> None:
             f"{folder} already holds a study named {study.name!r}: add --resume to continue it, "
             "or --name NEW for a new one"
         )
+
+
+def checkpoint_bytes(study: Study, num_classes: int) -> int:
+    """One trial's checkpoint, estimated: the model's state four times (the model, the EMA teacher, Adam's two
+    moments), for the largest model of the base, the variants and the baselines."""
+    from ablate.config.study import trial_config
+    from ablate.models import build_model
+
+    variants = [trial_config(study.base, study.variants, {"variant": v}) for v in study.variants]
+    models = {json.dumps(c["model"], sort_keys=True) for c in [study.base, *study.baselines.values(), *variants]}
+    sizes = []
+    for model in map(json.loads, models):
+        state = build_model({**model, "weights": None}, num_classes).state_dict()
+        sizes.append(4 * sum(t.numel() * t.element_size() for t in state.values()))
+    return max(sizes)
+
+
+def check_free_space(folder: Storage, study: Study, trials: int, num_classes: int) -> None:
+    """Refuse a study whose checkpoints cannot fit in a local storage's free space (an object store's is not known).
+    On --resume, the checkpoints already written are counted as written."""
+    if not folder.local:
+        return
+    per_trial = checkpoint_bytes(study, num_classes) + RAY_FILES_PER_TRIAL
+    written = sum(f.stat().st_size for f in Path(folder.path()).glob(f"ray*/*/{CHECKPOINT_FILE}"))
+    need = trials * per_trial - written
+    free = shutil.disk_usage(folder.path()).free
+    if free < need:
+        raise AblateError(
+            f"--storage {folder}: {free / 1e6:.1f} MB free, and the study needs about {need / 1e6:.1f} MB "
+            f"({trials} trials x {per_trial / 1e6:.1f} MB of checkpoint and Ray's files); free some space there or "
+            "give another --storage"
+        )
+
+
+class StorageFull(AblateError):
+    """The study's storage filled up while it ran: Ray Tune and the tables could not be written."""
+
+    exit_code = EXIT_STORAGE_FULL
+
+
+def storage_full(folder: Storage, err: BaseException) -> StorageFull | None:
+    """The error to report instead of ``err`` when a local storage has no room left (Ray Tune's own errors then
+    are a truncated file or a failed copy, far from the cause); None otherwise."""
+    if not folder.local or not isinstance(err, (OSError, EOFError)):
+        return None
+    try:
+        free = shutil.disk_usage(folder.path()).free
+    except OSError:
+        return None
+    if free >= RAY_FILES_PER_TRIAL and getattr(err, "errno", None) != errno.ENOSPC:
+        return None
+    return StorageFull(
+        f"--storage {folder}: no space left on the device ({free / 1e6:.1f} MB free), so the study stopped "
+        f"({type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else 'no detail'}); "
+        "free space there, then run the same command with --resume"
+    )
 
 
 def check_resume(folder: Storage, record: dict[str, Any]) -> None:
@@ -334,7 +428,34 @@ def build_tuner(
 # ---- the command ------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Outcome:
+    trials: pl.DataFrame
+    exit_code: int
+
+
+def exit_code(trials: pl.DataFrame, record: dict[str, Any]) -> int:
+    if record.get("interrupted"):
+        return record.get("interrupt_exit_code", EXIT_INTERRUPTED[signal.SIGINT])
+    if not trials.height or not trials.filter(pl.col("status").is_in(RANKED)).height:
+        return EXIT_NOTHING_SUCCEEDED
+    if trials.filter(pl.col("status") == ERROR).height:
+        return EXIT_FAILED_TRIALS
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> pl.DataFrame:
+    """Run (or resume) the study; its trials' table."""
+    return run_study(args).trials
+
+
+def run_study(args: argparse.Namespace) -> Outcome:
+    """Run (or resume) the study; its trials' table and the exit code that says how it ended."""
+    with refusing_plugins(args.no_plugins):
+        return _run_study(args)
+
+
+def _run_study(args: argparse.Namespace) -> Outcome:
     from ablate.results.printed import summarise
     from ablate.results.tables import collect
 
@@ -351,14 +472,26 @@ def run(args: argparse.Namespace) -> pl.DataFrame:
     lock.acquire()
     started = time.time()
     try:
-        record = prepare(args, study, folder, created, points)
-        trials, _ = collect(folder, record)
+        try:
+            record = prepare(args, study, folder, created, points)
+            trials, _ = collect(folder, record)
+        except (OSError, EOFError) as err:
+            full = storage_full(folder, err)
+            if full is None:
+                raise
+            raise full from None
     finally:
         lock.release()
     print(summarise(trials, record, folder.location) + f"\ntook {time.time() - started:.0f} s", flush=True)
+    code = exit_code(trials, record)
     if record.get("interrupted"):
         print("interrupted: to finish the study, run the same command with --resume", flush=True)
-    return trials
+    elif code == EXIT_NOTHING_SUCCEEDED:
+        print(f"error: no trial of study {study.name!r} succeeded (exit code {code}); see the summary", file=sys.stderr)
+    elif code == EXIT_FAILED_TRIALS:
+        failed = trials.filter(pl.col("status") == ERROR).height
+        print(f"error: {failed} of {trials.height} trials failed (exit code {code}); see the summary", file=sys.stderr)
+    return Outcome(trials, code)
 
 
 def prepare(
@@ -371,6 +504,7 @@ def prepare(
         check_folder_state(folder, study, args.resume)
         faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
         check_splits(study, faces)
+        check_free_space(folder, study, search_trials(study) + len(points), len(faces.class_names))
         record = study_record(study, reference(faces.class_names, faces.class_counts("test")))
         if args.resume:
             check_resume(folder, record)
@@ -399,7 +533,8 @@ def prepare(
                         if grid.num_terminated + grid.num_errors < expected:  # Tune stopped early on its own
                             interrupt.requested = True
             if interrupt.requested:
-                record = {**record, "interrupted": True}
+                code = EXIT_INTERRUPTED.get(interrupt.signum, EXIT_INTERRUPTED[signal.SIGINT])
+                record = {**record, "interrupted": True, "interrupt_exit_code": code}
         finally:
             ray.shutdown()
     except BaseException:
@@ -410,7 +545,7 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return guarded(run, parse_args(argv))
+    return guarded(lambda args: run_study(args).exit_code, parse_args(argv))
 
 
 if __name__ == "__main__":

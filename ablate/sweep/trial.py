@@ -25,6 +25,7 @@ import torch
 
 from ablate.config.study import trial_config
 from ablate.data import FaceSet
+from ablate.io import load_checkpoint_safely
 from ablate.results.records import CHECKPOINT_FILE, CONFIG_KEY, DEVICE_KEY, HOST_KEY, NODE_KEY, TrialDiverged
 from ablate.results.storage import Storage
 from ablate.training.runtime import configure_threads
@@ -82,7 +83,7 @@ def identity(trainer: Trainer) -> dict[str, Any]:
 def load_checkpoint(storage: Storage) -> dict[str, Any] | None:
     if not storage.is_file(CHECKPOINT_FILE):
         return None
-    return torch.load(io.BytesIO(storage.read_bytes(CHECKPOINT_FILE)), map_location="cpu", weights_only=False)
+    return load_checkpoint_safely(storage.read_bytes(CHECKPOINT_FILE), f"{storage}/{CHECKPOINT_FILE}")
 
 
 def save_checkpoint(storage: Storage, state: dict[str, Any]) -> None:

@@ -14,14 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from ablate.cli import add_set_option, guarded
+from ablate.config.params import load_yaml
+from ablate.config.plugins import refusing_plugins
 from ablate.config.run import load_config, param_listing, preset_path, resolve_config
 from ablate.data import load_data
 from ablate.errors import AblateError
-from ablate.io import atomic_torch_save, atomic_write_text, make_writable_folder, write_jsonl
+from ablate.io import atomic_torch_save, atomic_write_text, load_checkpoint_safely, make_writable_folder, write_jsonl
 from ablate.training.trainer import Trainer
 
 PROGRESS_EVERY = 20
@@ -36,12 +37,22 @@ SUMMARY_KEYS = (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ablate.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ablate.train",
+        description=__doc__.split("\n\n")[0],
+        epilog="A config file is code, as a Makefile is: its `plugins:` import Python files or modules. Run a file "
+        "you did not write with --no-plugins, or read its plugins first.",
+    )
     parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion")
     add_set_option(parser, "config")
     parser.add_argument("--out", help="the run folder (default runs/<config>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-plugins",
+        action="store_true",
+        help="refuse a config whose `plugins:` would import Python code (for config files you did not write)",
+    )
     parser.add_argument(
         "--list-params",
         action="store_true",
@@ -61,9 +72,9 @@ def prepare_run(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict[st
         out = Path(args.resume)
         if not (out / "config.yaml").is_file():
             raise AblateError(f"--resume {out}: not a run folder (no config.yaml); give the folder a run wrote")
-        config = resolve_config(yaml.safe_load((out / "config.yaml").read_text()))
+        config = resolve_config(load_yaml(out / "config.yaml"))
         checkpoint = out / "checkpoint.pt"
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint.is_file() else None
+        state = load_checkpoint_safely(checkpoint, f"--resume {checkpoint}") if checkpoint.is_file() else None
         return config, out, state
     path = preset_path(args.config)
     config = load_config(path, args.set)
@@ -122,9 +133,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.list_params:
-        return guarded(list_params, args)
-    return guarded(run, args)
+    with refusing_plugins(args.no_plugins):
+        return guarded(list_params if args.list_params else run, args)
 
 
 def list_params(args: argparse.Namespace) -> int:
