@@ -290,8 +290,20 @@ def test_summary_gain_and_paired_test_on_three_seeds():
     assert (gain["mca_mean"], gain["mca_t"]) == (pytest.approx(13 / 3), pytest.approx(t_mca))
     assert gain["mca_p"] == pytest.approx(2 * scipy_stats.t.sf(t_mca, 2))
     assert "paired t-test over 3 seeds" in gain["note"]
+    # the gain's 95 % t-interval: 6 ± t(0.975, 2) · 1 / sqrt 3 = 6 ± 4.3027 / 1.7321 = [3.52, 8.48]
+    assert (gain["acc_low"], gain["acc_high"]) == (pytest.approx(6 - 2.48414, abs=1e-4), pytest.approx(8.48414))
+    # Holm over the table's family (acc, mca: m = 2): the smaller p doubled, the larger kept (never below it)
+    p_acc, p_mca = 2 * scipy_stats.t.sf(t_acc, 2), 2 * scipy_stats.t.sf(t_mca, 2)
+    assert p_acc < p_mca and gain["m"] == 2
+    assert (gain["acc_p_holm"], gain["mca_p_holm"]) == (pytest.approx(2 * p_acc), pytest.approx(p_mca))
+    # the best config's mean: 50, 56, 59 -> 55 ± t(0.975, 2) · sqrt(21) / sqrt(3) = 55 ± 11.384
+    assert (best["acc_low"], best["acc_high"]) == (pytest.approx(55 - 11.3838, abs=1e-3), pytest.approx(66.3838))
     shown = summary.display(s.data)
-    assert shown["Test accuracy (%)"].to_list()[-1] == f"+6.0 (p {2 * scipy_stats.t.sf(t_acc, 2):.3f})"
+    assert shown[summary.ACC_HEADER].to_list()[-1] == (
+        f"+6.0 [+3.5, +8.5] (p {p_acc:.3f}; p (Holm, m = 2) {2 * p_acc:.3f}: significant)"
+    )
+    assert shown[summary.MCA_HEADER].to_list()[-1].endswith(f"p (Holm, m = 2) {p_mca:.3f}: no difference found)")
+    assert shown[summary.ACC_HEADER].to_list()[0] == "55.0 [43.6, 66.4]"
     assert not s.oracle
 
 

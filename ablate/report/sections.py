@@ -28,9 +28,9 @@ from ablate.results.layout import (
     tuned_keys,
 )
 from ablate.results.reader import Results
+from ablate.results.records import STATUSES
 from ablate.results.selection import (
     ORACLE_LABEL,
-    STATUSES,
     best_config,
     did_not_finish,
     labelled,
@@ -60,16 +60,22 @@ def _metric_kind(column: str) -> str:
 
 def summary(res: Results, which: str = "val") -> Section:
     """The best config beside chance, the majority class, each baseline and its gain over supervised-only (with
-    a paired t-test across seeds), and the trials that did not finish."""
+    intervals, a paired t-test across seeds, Holm-adjusted, and the seeds it needs for 80 % power), and the trials
+    that did not finish."""
     s = summaries.summary(res.trials, res.epochs, res.study, which)
-    section = Section("summary", f"Summary ({res.name})", [status_note(res.trials), *s.notes])
+    min_effect = (res.study.get("report") or {}).get("min_effect")
+    power = [summaries.power_text(r, "acc", min_effect) for r in s.data.filter(pl.col("row") == "gain").to_dicts()]
+    notes = [status_note(res.trials), *s.notes, *(f"{p}" for p in power if p)]
+    section = Section("summary", f"Summary ({res.name})", notes)
     section.tables.append(
         Table(
             "summary",
             labelled("The best config against chance, the majority class and the baselines", s.oracle),
             s.data,
             summaries.display(s.data),
-            f"{s.shown.what}, in %; gains in percentage points (p: two-sided paired t-test across seeds)",
+            f"{s.shown.what}, in %: mean [95 % t-interval] over seeds; gains in percentage points: the mean paired "
+            "difference [95 % t-interval], p of a two-sided paired t-test across seeds, and p (Holm, m = N) adjusted "
+            "over the table's gains, which the words follow",
         )
     )
     failed = did_not_finish(res.trials)
