@@ -95,7 +95,8 @@ def summary(res: Results, which: str = "val") -> Section:
 
 
 def ablation(res: Results, which: str = "val") -> Section:
-    """The ladder table (per budget and rung: mean ± std over seeds, gains, paired t-tests) and its bar chart."""
+    """The ladder table (per budget and rung: means with 95 % t-intervals over seeds, gains with the intervals of
+    the paired differences, paired t-tests Holm-adjusted as one family) and its bar chart."""
     trials, study = res.trials, res.study
     shown = shown_numbers(trials, which)
     key = budget_key(trials, study)
@@ -107,9 +108,11 @@ def ablation(res: Results, which: str = "val") -> Section:
     notes = [
         status_note(trials),
         f"ladder (in the study's order): {' ► '.join(rungs)}; budget key: `{key or 'none'}`",
-        f"numbers: {shown.what} of each trial, in %; mean ± sample std over seeds; only complete trials count",
-        f"gains in percentage points, over the previous rung and over {against or 'the first rung at each budget'}; "
-        "p: two-sided paired t-test across the seeds both rungs ran at that budget",
+        f"numbers: {shown.what} of each trial, in %; mean [95 % t-interval] over seeds; only complete trials count",
+        f"gains in percentage points, over the previous rung and over {against or 'the first rung at each budget'}, "
+        "each with the 95 % t-interval of the mean paired difference; p: two-sided paired t-test across the seeds "
+        "both rungs ran at that budget; the table's comparisons are one family: p (Holm, m = N) is Holm-adjusted "
+        "over its N distinct tests, and the words (significant, no difference found) follow the adjusted p",
     ]
     if shown.note:
         notes.append(shown.note)
@@ -129,7 +132,14 @@ def ablation(res: Results, which: str = "val") -> Section:
         )
     )
     figure = plots.ladder_figure(table, rungs, label, shown.what, reference=ref, baseline=against)
-    section.figures.append(Fig("ladder", labelled("Ablation ladder", shown.oracle), _oracle(figure, shown.oracle)))
+    caption = (
+        f"{shown.what}, in %: each bar is a rung's mean over its seeds, its error bar the 95 % t-interval of that "
+        "mean (Student's t, n - 1 degrees of freedom; none for one seed); lines: chance, the majority class and "
+        f"{against or 'no'} baseline"
+    )
+    section.figures.append(
+        Fig("ladder", labelled("Ablation ladder", shown.oracle), _oracle(figure, shown.oracle), caption)
+    )
     return section
 
 
