@@ -187,3 +187,23 @@ def test_a_gpu_share_is_a_fraction_below_one_or_whole(gpu, ok):
     else:
         with pytest.raises(ConfigError, match=r"resources.gpu: 1.5 is neither a fraction below 1 nor a whole number"):
             load_study(SMOKE, [VAL, f"resources.gpu={gpu}"])
+
+
+def test_report_min_effect_and_confirm_in_the_study_file():
+    study = load_study(SMOKE, [VAL])
+    assert study.report == {"min_effect": None} and study.search["confirm"] is True
+    assert load_study(SMOKE, [VAL, "report={min_effect: 2}"]).report == {"min_effect": 2.0}
+    assert load_study(SMOKE, [VAL, "search.confirm=false"]).search["confirm"] is False
+    with pytest.raises(ConfigError, match=r"report.min_effect: -1"):
+        load_study(SMOKE, [VAL, "report={min_effect: -1}"])
+    with pytest.raises(ConfigError, match=r"report: unknown key 'alpha'; allowed: min_effect"):
+        load_study(SMOKE, [VAL, "report={alpha: 0.1}"])
+
+
+def test_report_min_effect_flag():
+    from ablate.report.command import parse_args
+
+    assert parse_args(["results/x", "--min-effect", "2.5"]).min_effect == 2.5
+    assert parse_args(["results/x"]).min_effect is None
+    with pytest.raises(SystemExit):
+        parse_args(["results/x", "--min-effect", "0"])
