@@ -27,6 +27,7 @@ from ablate.results.layout import (
     variant_order,
     with_rungs,
 )
+from ablate.results.records import CONFIRM
 from ablate.results.selection import finished, shown_numbers
 from ablate.results.stats import family_size, holm, mean_interval, paired_t_test, verdict
 
@@ -77,15 +78,19 @@ def ladder_table(
     (mca) over them (``which``, see ``ablate.results.selection``), std with n - 1. ``*_prev``: the gain over the
     previous rung present at that budget; ``*_ref``: over ``ref_rung``. Each gain is the difference of the
     means; its paired t-test pairs the trials of the two rungs with the same seeds at that budget (n_pairs_*,
-    *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones).
+    *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones),
+    and never confirmation trials.
     """
     shown = shown_numbers(trials, which)
     if not trials.height or "variant" not in trials.columns or shown.acc not in trials.columns:
         return pl.DataFrame(schema=LADDER_SCHEMA)
     key = budget_key(trials, study)
     order = {r: i for i, r in enumerate(rung_order(study, trials))}
+    runs = finished(trials)
+    if "role" in runs.columns:  # a confirmation trial re-runs the best config: its seeds are not a rung's
+        runs = runs.filter(pl.col("role") != CONFIRM)
     frame = (
-        with_rungs(finished(trials), study)
+        with_rungs(runs, study)
         .filter(pl.col("status").is_in(list(statuses)) & pl.col("rung").is_not_null())
         .filter(pl.col(shown.acc).is_not_null())
     )
