@@ -48,7 +48,9 @@ LADDER_SCHEMA = (
             ("acc_p", pl.Float64),
             ("mca_t", pl.Float64),
             ("mca_p", pl.Float64),
-            ("acc_low", pl.Float64),  # the 95 % t-interval of the mean paired difference
+            ("acc_diff", pl.Float64),  # the mean paired difference over the shared seeds
+            ("mca_diff", pl.Float64),
+            ("acc_low", pl.Float64),  # its 95 % t-interval
             ("acc_high", pl.Float64),
             ("mca_low", pl.Float64),
             ("mca_high", pl.Float64),
@@ -59,7 +61,7 @@ LADDER_SCHEMA = (
     | {"m": pl.Int64}  # the family's size: the p-values the table holds
 )
 GAIN_COLUMNS = ("acc_gain", "mca_gain", "n_pairs", "acc_t", "acc_p", "mca_t", "mca_p")
-PAIRED_COLUMNS = ("acc_low", "acc_high", "mca_low", "mca_high", "acc_p_holm", "mca_p_holm")
+PAIRED_COLUMNS = ("acc_diff", "mca_diff", "acc_low", "acc_high", "mca_low", "mca_high", "acc_p_holm", "mca_p_holm")
 
 
 def reference_rung_name(trials: pl.DataFrame, study: dict[str, Any]) -> str | None:
@@ -161,7 +163,8 @@ def _against(row: dict, other: dict | None, tag: str, values: dict) -> dict[str,
         common = [p for p in mine if p in theirs and mine[p] is not None and theirs[p] is not None]
         test = paired_t_test([theirs[p] for p in common], [mine[p] for p in common])
         out[f"{m}_t_{tag}"], out[f"{m}_p_{tag}"] = test.t, test.p
-        out[f"{m}_low_{tag}"], out[f"{m}_high_{tag}"] = test.low, test.high
+        if test.low is not None:
+            out[f"{m}_diff_{tag}"], out[f"{m}_low_{tag}"], out[f"{m}_high_{tag}"] = test.mean_diff, test.low, test.high
         if m == "acc":
             out[f"n_pairs_{tag}"] = test.n
     return out
@@ -170,10 +173,11 @@ def _against(row: dict, other: dict | None, tag: str, values: dict) -> dict[str,
 def format_ladder(
     table: pl.DataFrame, budget_label: str = "Labels", reference: Reference | None = None
 ) -> pl.DataFrame:
-    """The ladder for reading: means with their 95 % t-intervals, signed gains with the interval of the paired
-    difference, raw p-values (with their pair counts) and the Holm-adjusted ones over the table's family (``p
-    (Holm, m = N)``, with the words they support), and the flag of a rung below the majority-class rate (with
-    ``reference``); one row per budget and rung."""
+    """The ladder for reading: means with their 95 % t-intervals, signed gains (with a paired test, the mean
+    paired difference and its interval; else the difference of the means), raw p-values (with their pair
+    counts) and the Holm-adjusted ones over the table's family (``p (Holm, m = N)``, with the words they
+    support), and the flag of a rung below the majority-class rate (with ``reference``); one row per budget and
+    rung."""
     refs = table["ref_rung"].unique(maintain_order=True).to_list() if table.height else []
     ref = refs[0] if len(refs) == 1 else "reference rung"
     holm_m = f"p (Holm, m = {table['m'][0] if table.height else 0})"
@@ -185,8 +189,9 @@ def format_ladder(
         return "" if p is None else f"{p_value(p)}: {verdict(p)}"
 
     def gain(r: dict[str, Any], m: str, tag: str) -> str:
-        value, low, high = r[f"{m}_gain_{tag}"], r[f"{m}_low_{tag}"], r[f"{m}_high_{tag}"]
-        return signed(value) if low is None or value is None else mean_ci(value, low, high, sign=True)
+        # with a paired test: the mean paired difference and its interval; else the difference of the means
+        diff, low, high = r[f"{m}_diff_{tag}"], r[f"{m}_low_{tag}"], r[f"{m}_high_{tag}"]
+        return signed(r[f"{m}_gain_{tag}"]) if diff is None else mean_ci(diff, low, high, sign=True)
 
     columns = {
         budget_label: lambda r: format_budget(r["budget"]),
