@@ -122,3 +122,30 @@ def test_without_the_statistics_libraries_the_summary_says_so(monkeypatch):
 def test_a_study_with_nothing_ranked_says_so():
     only_failures = frame().filter(pl.col("status") != "complete")
     assert "no ranked trial" in summarise(only_failures, RECORD, "/r/hand")
+
+
+def confirmed(stopped_best=False):
+    """frame(best_seeds=1) with the best config re-run on the baselines' seeds: confirmation trials c1, c2 (and c0
+    when the search trial s0 was stopped early)."""
+    rows = frame(best_seeds=1).to_dicts()
+    if stopped_best:
+        rows = [r | {"status": "stopped"} if r["trial_id"] == "s0" else r for r in rows]
+    seeds = [(0, 0.47, 0.36)] if stopped_best else []
+    for s, acc, mca in [*seeds, (1, 0.46, 0.35), (2, 0.50, 0.38)]:
+        # a confirmation trial's validation number never ranks it, however high
+        rows.append(row(f"c{s}", "confirm", s, 1, 0.99, acc, mca) | {"confirms": "s0"})
+    return pl.DataFrame([r | {"confirms": r.get("confirms")} for r in rows])
+
+
+def test_confirmation_trials_complete_the_best_configs_seeds():
+    from ablate.results.selection import confirmed_config
+
+    trials = confirmed()
+    assert best_config(trials, RECORD) == ["s0"] and confirmed_config(trials, RECORD) == ["s0", "c1", "c2"]
+    text = summarise(trials, {**RECORD, "reference": REFERENCE}, "/r/hand")
+    assert "baselines: 3 trials (3 complete); confirmation: 2 trials (2 complete)" in text
+    assert "best config: trials s0, c1, c2, of which 2 confirmation (searched mean best_val_acc = 0.6000)" in text
+    # the same numbers as the three-seed best config of test_summary_by_hand: 45, 46, 50 against 40, 42, 44
+    assert "gain over supervised at 100 labels: +5.0 [+2.5, +7.5] (p 0.013;" in text
+    # a search trial stopped early is replaced by the confirmation trial of its seed
+    assert confirmed_config(confirmed(stopped_best=True), RECORD) == ["c0", "c1", "c2"]
