@@ -97,7 +97,8 @@ def test_summary_by_hand():
 
 def test_one_seed_has_no_paired_test():
     text = summarise(frame(best_seeds=1), {**RECORD, "reference": REFERENCE}, "/r/hand")
-    assert "best config: trials s0 (searched mean best_val_acc = 0.6000): test acc 45.0 %, mean class acc" in text
+    assert "best config: trials s0 (searched mean best_val_acc = 0.6000): test acc 45.0 %" in text
+    assert "mean class acc 33.0 % (1 seed), at the best-validation epoch" in text  # no interval for one seed
     # 0.45 - mean(0.40, 0.42, 0.44) = +3.0; 0.33 - 0.32 = +1.0
     assert "gain over supervised at 100 labels: +3.0 acc points, +1.0 mean class acc points; one seed" in text
     assert "power:" not in text

@@ -43,7 +43,8 @@ def numbers(r: dict[str, Any]) -> str:
         ci = interval(r[f"{key}_low"], r[f"{key}_high"])
         return f"{r[f'{key}_mean']:.1f} %" + (f" {ci}" if ci else "")
 
-    return f"test acc {one('acc')}, mean class acc {one('mca')} ({seeds(r['n'])}; 95 % t-intervals)"
+    what = "; 95 % t-intervals" if r["acc_low"] is not None else ""
+    return f"test acc {one('acc')}, mean class acc {one('mca')} ({seeds(r['n'])}{what})"
 
 
 def summarise(trials: pl.DataFrame, record: dict[str, Any], location: str) -> str:
