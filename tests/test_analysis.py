@@ -290,8 +290,20 @@ def test_summary_gain_and_paired_test_on_three_seeds():
     assert (gain["mca_mean"], gain["mca_t"]) == (pytest.approx(13 / 3), pytest.approx(t_mca))
     assert gain["mca_p"] == pytest.approx(2 * scipy_stats.t.sf(t_mca, 2))
     assert "paired t-test over 3 seeds" in gain["note"]
+    # the gain's 95 % t-interval: 6 ± t(0.975, 2) · 1 / sqrt 3 = 6 ± 4.3027 / 1.7321 = [3.52, 8.48]
+    assert (gain["acc_low"], gain["acc_high"]) == (pytest.approx(6 - 2.48414, abs=1e-4), pytest.approx(8.48414))
+    # Holm over the table's family (acc, mca: m = 2): the smaller p doubled, the larger kept (never below it)
+    p_acc, p_mca = 2 * scipy_stats.t.sf(t_acc, 2), 2 * scipy_stats.t.sf(t_mca, 2)
+    assert p_acc < p_mca and gain["m"] == 2
+    assert (gain["acc_p_holm"], gain["mca_p_holm"]) == (pytest.approx(2 * p_acc), pytest.approx(p_mca))
+    # the best config's mean: 50, 56, 59 -> 55 ± t(0.975, 2) · sqrt(21) / sqrt(3) = 55 ± 11.384
+    assert (best["acc_low"], best["acc_high"]) == (pytest.approx(55 - 11.3838, abs=1e-3), pytest.approx(66.3838))
     shown = summary.display(s.data)
-    assert shown["Test accuracy (%)"].to_list()[-1] == f"+6.0 (p {2 * scipy_stats.t.sf(t_acc, 2):.3f})"
+    assert shown[summary.ACC_HEADER].to_list()[-1] == (
+        f"+6.0 [+3.5, +8.5] (p {p_acc:.3f}; p (Holm, m = 2) {2 * p_acc:.3f}: significant)"
+    )
+    assert shown[summary.MCA_HEADER].to_list()[-1].endswith(f"p (Holm, m = 2) {p_mca:.3f}: no difference found)")
+    assert shown[summary.ACC_HEADER].to_list()[0] == "55.0 [43.6, 66.4]"
     assert not s.oracle
 
 
@@ -390,9 +402,26 @@ def test_ladder_baseline_is_the_first_rung_and_the_reference():
     assert (ada["acc_t_prev"], ada["acc_p_prev"]) == (pytest.approx(3.0), pytest.approx(cauchy_p(3)))
     assert (ada["acc_t_ref"], ada["acc_p_ref"]) == (pytest.approx(11.0), pytest.approx(cauchy_p(11)))
     assert (ada["mca_t_ref"], ada["mca_p_ref"]) == (pytest.approx(13.0), pytest.approx(cauchy_p(13)))
+    # one family, Holm: 6 distinct comparisons (fixmatch's gain over the previous rung is its gain over supervised);
+    # fixmatch - supervised in mean class acc. is 6, 6 (no spread: p 0); adaptive - fixmatch there is 6, 8 (t 7).
+    # Sorted p: 0, c13, c11, c7, c4, c3, times 6, 5, 4, 3, 2, 1, each at least the one before
+    c = {t: cauchy_p(t) for t in (3, 4, 7, 11, 13)}
+    assert ada["m"] == 6 and fix["mca_p_ref"] == 0.0 and ada["mca_p_prev"] == pytest.approx(c[7])
+    assert ada["mca_p_holm_ref"] == pytest.approx(5 * c[13])
+    assert ada["acc_p_holm_ref"] == pytest.approx(5 * c[13])  # 4 x c11 = 0.231 is below 5 x c13 = 0.244
+    assert ada["mca_p_holm_prev"] == pytest.approx(3 * c[7])
+    assert fix["acc_p_holm_ref"] == fix["acc_p_holm_prev"] == pytest.approx(2 * c[4])
+    assert ada["acc_p_holm_prev"] == pytest.approx(2 * c[4])  # 1 x c3 = 0.205 is below 2 x c4 = 0.312
+    # the 95 % t-interval of each mean, n = 2: t(0.975, 1) = 12.7062 times s / sqrt 2 (5, 7 and 6 points)
+    assert (sup["acc_low"], sup["acc_high"]) == (pytest.approx(55 - 63.531, abs=1e-3), pytest.approx(118.531, abs=1e-3))
+    # and of each paired gain: adaptive - supervised, 10 and 12: 11 ± 12.7062
+    assert (ada["acc_low_ref"], ada["acc_high_ref"]) == (pytest.approx(11 - 12.7062, abs=1e-4), pytest.approx(23.7062))
     shown = ladder.format_ladder(table, "Labels", baselines.reference_levels(ladder_study(), pl.DataFrame()))
     assert "Δ acc. vs supervised (pp)" in shown.columns
-    assert shown["Accuracy (%)"].to_list() == ["55.0 ± 7.1", "63.0 ± 9.9", "66.0 ± 8.5"]
+    assert shown["Accuracy (%)"].to_list() == ["55.0 [-8.5, 118.5]", "63.0 [-25.9, 151.9]", "66.0 [-10.2, 142.2]"]
+    assert shown["Δ acc. vs supervised (pp)"].to_list() == ["", "+8.0 [-17.4, +33.4]", "+11.0 [-1.7, +23.7]"]
+    holm_acc = shown["p (Holm, m = 6) (acc.) vs supervised"].to_list()
+    assert holm_acc == ["", f"{2 * c[4]:.3f}: no difference found", f"{5 * c[13]:.3f}: no difference found"]
     assert shown["Note"].to_list() == ["", "", ""]  # all above the 40 % majority rate
 
 
@@ -466,7 +495,8 @@ def test_ladder_without_baselines_variants_order_and_budgets():
     assert table["ref_rung"].to_list() == ["adaptive"] * 4  # no baseline: each budget's first rung
     shown = ladder.format_ladder(table, study_layout.budget_label("data.labels"))
     assert shown.columns[:4] == ["Labels", "Rung", "Seeds", "Accuracy (%)"]
-    assert shown["Δ acc. vs prev. (pp)"].to_list()[:2] == ["", "-3.0"]
+    # fixmatch - adaptive per seed: -4, -2 -> -3 ± 12.7062 (n = 2)
+    assert shown["Δ acc. vs prev. (pp)"].to_list()[:2] == ["", "-3.0 [-15.7, +9.7]"]
     assert "Note" not in shown.columns  # no reference given: nothing to flag against
     no_budget = ladder.ladder_table(trials.filter(pl.col("data.labels") == 100).drop("data.labels"), study)
     assert no_budget["budget"].to_list() == [None] * 2

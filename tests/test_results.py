@@ -26,6 +26,7 @@ SMOKE = str(ROOT / "search_spaces" / "smoke.yaml")
 def nan_study(tmp_path_factory):
     """smoke.yaml with trainer.lr in {0.0005, 1e30} (Optuna's seed 0 samples both), stored at a file:// URI."""
     from ablate.sweep import driver as run
+
     root = tmp_path_factory.mktemp("uri")
     args = ["--space", SMOKE, "--storage", f"file://{root}/store", "--name", "nan", "--set", "data.val_per_class=10"]
     args += ["--set", "params.trainer.lr={choice: [0.0005, 1.0e+30]}", "--set", "search.algorithm=optuna"]
@@ -79,6 +80,7 @@ def test_reading_results_imports_neither_torch_nor_the_trainer(nan_study):
 
 def test_the_new_results_load_in_the_report(nan_study, tmp_path):
     from ablate.report import command as report
+
     assert report.main([str(nan_study), "--out", str(tmp_path / "report")]) == 0
     index = (tmp_path / "report" / "index.md").read_text()
     diverged = pl.read_parquet(nan_study / "trials.parquet").filter(pl.col("status") == "diverged")["trial_id"]
@@ -88,6 +90,7 @@ def test_the_new_results_load_in_the_report(nan_study, tmp_path):
 @pytest.mark.parametrize("fixture", ["search", "ablation"])
 def test_results_written_before_the_change_still_load_in_the_report(fixture, tmp_path):
     from ablate.report import command as report
+
     assert report.main([str(ROOT / "tests" / "fixtures" / fixture), "--out", str(tmp_path / "report")]) == 0
 
 

@@ -91,7 +91,32 @@ def test_smoke_study_writes_the_tables(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "study smoke: 4 trials (4 complete); baselines: 1 trial (1 complete)" in printed
     assert "chance 14.3 %" in printed and "always 'happiness' (the majority class): 38.6 % accuracy" in printed
-    assert "baseline supervised: test acc" in printed and "best trial" in printed and "trials.parquet" in printed
+    assert "baseline supervised, 100 labels: test acc" in printed and "best config: trials" in printed
+    assert "trials.parquet" in printed
+
+
+def test_the_best_config_is_confirmed_on_the_baselines_seeds(tmp_path, capsys):
+    """The main job's paired answer: the best searched config is re-run on the baseline seeds it lacks (role
+    confirm, a third experiment), and the summary pairs its gain over all three seeds."""
+    args = ["--space", SMOKE, "--storage", str(tmp_path), *VAL, "--num-samples", "2"]
+    assert run.main([*args, "--set", "baseline_seeds=[0, 1, 2]", "--set", "report={min_effect: 2.0}"]) == 0
+    trials = pl.read_parquet(tmp_path / "smoke" / "trials.parquet")
+    assert trials["role"].to_list() == ["search"] * 2 + ["baseline"] * 3 + ["confirm"] * 2
+    assert (tmp_path / "smoke" / "ray_confirm").is_dir()
+    search = trials.filter(pl.col("role") == "search").sort("best_val_acc", descending=True)
+    best = search.row(0, named=True)
+    confirm = trials.filter(pl.col("role") == "confirm")
+    assert confirm["status"].to_list() == ["complete"] * 2
+    assert confirm["confirms"].to_list() == [best["trial_id"]] * 2
+    assert sorted(confirm["trainer.seed"].to_list()) == [1, 2]  # seed 0 is the search trial's own
+    for key in ("components.threshold.floor", "components.negative.rho"):
+        assert confirm[key].to_list() == [best[key]] * 2
+    printed = capsys.readouterr().out
+    assert "confirmation: the best config on 2 more seed(s)" in printed
+    assert "baselines: 3 trials (3 complete); confirmation: 2 trials (2 complete)" in printed
+    assert f"best config: trials {best['trial_id']}, " in printed and "of which 2 confirmation" in printed
+    assert "paired t-test over 3 seeds" in printed and "p (Holm, m = 2)" in printed
+    assert "to detect report.min_effect = 2 points" in printed or "power:" not in printed
 
 
 def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path, capsys):

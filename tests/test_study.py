@@ -237,3 +237,23 @@ def test_a_key_given_twice_in_a_preset_or_a_set_value_is_refused(tmp_path):
         load_study(SMOKE, [VAL, "data.options={seed: 1, seed: 2}"])
     expected = "--set 'data.options={seed: 1, seed: 2}': the key 'seed' is given twice; give each key once"
     assert str(err.value) == expected
+
+
+def test_report_min_effect_and_confirm_in_the_study_file():
+    study = load_study(SMOKE, [VAL])
+    assert study.report == {"min_effect": None} and study.search["confirm"] is True
+    assert load_study(SMOKE, [VAL, "report={min_effect: 2}"]).report == {"min_effect": 2.0}
+    assert load_study(SMOKE, [VAL, "search.confirm=false"]).search["confirm"] is False
+    with pytest.raises(ConfigError, match=r"report.min_effect: -1"):
+        load_study(SMOKE, [VAL, "report={min_effect: -1}"])
+    with pytest.raises(ConfigError, match=r"report: unknown key 'alpha'; allowed: min_effect"):
+        load_study(SMOKE, [VAL, "report={alpha: 0.1}"])
+
+
+def test_report_min_effect_flag():
+    from ablate.report.command import parse_args
+
+    assert parse_args(["results/x", "--min-effect", "2.5"]).min_effect == 2.5
+    assert parse_args(["results/x"]).min_effect is None
+    with pytest.raises(SystemExit):
+        parse_args(["results/x", "--min-effect", "0"])

@@ -18,8 +18,9 @@ from ablate.config.params import set_dotted
 VARIANT = "variant"
 BASELINE = "baseline"
 TRIAL_INDEX = "__trial_index__"  # set by a repeated search: added to the training seed
-REPEAT = "repeat"  # a baseline trial's seed index
-CONTROL_KEYS = (VARIANT, BASELINE, TRIAL_INDEX, REPEAT)
+REPEAT = "repeat"  # a baseline or confirmation trial's seed index
+CONFIRMS = "confirms"  # a confirmation trial's: the id of the search trial whose config it re-runs
+CONTROL_KEYS = (VARIANT, BASELINE, TRIAL_INDEX, REPEAT, CONFIRMS)
 
 
 def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ STUDY_KEYS = (
     "params",
     "scheduler",
     "resources",
+    "report",
 )
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "grid")
@@ -64,6 +65,20 @@ SEARCH_PARAMS = {
     "seed": Param(0, "the search's seed (Optuna's sampler, Ray's random sampling)"),
     "repeats": Param(
         1, "each sampled config is trained with this many training seeds (trainer.seed + 0, 1, ...)", low=1
+    ),
+    "confirm": Param(
+        True,
+        "after the search, re-run the best config on the baselines' seeds it has not run (confirmation trials, "
+        "role confirm), so that its gain over the baseline is paired over every baseline seed",
+    ),
+}
+REPORT_PARAMS = {
+    "min_effect": Param(
+        None,
+        "the smallest gain worth detecting, in points: the summary says how many seeds detect it at 80 % power",
+        kind=float,
+        low=0.0,
+        open_low=True,
     ),
 }
 SCHEDULER_PARAMS = {
@@ -92,6 +107,7 @@ class Study:
     resources: dict[str, Any]
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> resolved config
     baseline_seeds: list[int] | None = None  # None: the search's own training seeds
+    report: dict[str, Any] = field(default_factory=dict)  # how the summary reads the results (REPORT_PARAMS)
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> Study:
@@ -134,7 +150,8 @@ def build_study(raw: Mapping[str, Any], file: Path) -> Study:
     _check_metric(search, base)
     baselines = {name: baseline_config(name, base) for name in _baseline_names(raw.get("baselines"))}
     seeds = _baseline_seeds(raw.get("baseline_seeds"), baselines)
-    return Study(name, file, base, variants, params, search, scheduler, resources, baselines, seeds)
+    report = resolve_section("report", raw.get("report"), REPORT_PARAMS)
+    return Study(name, file, base, variants, params, search, scheduler, resources, baselines, seeds, report)
 
 
 def check_name(name: Any, where: str = "name") -> str:

@@ -38,7 +38,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only", action="append", choices=ANALYSES, help="run only this analysis (repeatable); default: all that apply"
     )
-    return p.parse_args(argv)
+    p.add_argument(
+        "--min-effect",
+        type=float,
+        metavar="POINTS",
+        help="the smallest gain worth detecting, in points: the summary says how many seeds detect it at 80 %% "
+        "power (default: the study file's report.min_effect)",
+    )
+    args = p.parse_args(argv)
+    if args.min_effect is not None and not args.min_effect > 0:
+        p.error(f"--min-effect: expected a positive number of points, got {args.min_effect:g}")
+    return args
 
 
 def load_analysis():
@@ -47,7 +57,7 @@ def load_analysis():
         from ablate.report import page as report
         from ablate.results import reader as results
     except ModuleNotFoundError as err:
-        if err.name in ("matplotlib", "marimo", "scipy"):
+        if err.name in ("matplotlib", "marimo", "scipy", "statsmodels"):
             raise AblateError(f"the report needs {err.name}: pip install -e '.[analysis]'") from None
         raise
     return report, results
@@ -56,6 +66,8 @@ def load_analysis():
 def report(args: argparse.Namespace) -> Path:
     writer, reader = load_analysis()
     results = reader.load_results(args.results)
+    if args.min_effect is not None:  # the flag wins over the study file's report.min_effect
+        results.study["report"] = {**(results.study.get("report") or {}), "min_effect": args.min_effect}
     out = Path(args.out) if args.out else Path(args.results) / "report"
     if out.exists() and not out.is_dir():
         raise AblateError(f"--out {out}: exists and is not a folder")

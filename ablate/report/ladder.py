@@ -1,5 +1,7 @@
-"""The ablation ladder: per label budget and rung, mean ± std over seeds, each rung's gain over the previous rung
-and over the reference rung, with paired t-tests across seeds.
+"""The ablation ladder: per label budget and rung, mean, std and 95 % t-interval over seeds, each rung's gain over
+the previous rung and over the reference rung, with paired t-tests across seeds (the interval of the mean paired
+difference beside each p). The table's comparisons are one family: every p it shows (both references, both metrics,
+every budget and rung) is Holm-adjusted together, and its words follow the adjusted p.
 
 The baselines (trials with role "baseline") are the first rungs, named by the baseline's name; the reference rung
 is the supervised-only baseline (else the first baseline; in a study without baselines, the first rung). Rungs
@@ -14,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from ablate.results.baselines import BELOW_MAJORITY, Reference, below_majority, reference_rung
-from ablate.results.formatting import p_value, pm, signed
+from ablate.results.formatting import mean_ci, p_value, signed
 from ablate.results.layout import (
     baseline_names,
     baseline_rung,
@@ -25,14 +27,15 @@ from ablate.results.layout import (
     variant_order,
     with_rungs,
 )
+from ablate.results.records import CONFIRM
 from ablate.results.selection import finished, shown_numbers
-from ablate.results.stats import paired_t_test
+from ablate.results.stats import family_size, holm, mean_interval, paired_t_test, verdict
 
 METRICS = ("acc", "mca")
 TAGS = ("prev", "ref")  # against the previous rung, against the reference rung
 LADDER_SCHEMA = (
     {"budget": pl.Float64, "rung": pl.String, "n": pl.Int64}
-    | {f"{m}_{s}": pl.Float64 for m in METRICS for s in ("mean", "std")}
+    | {f"{m}_{s}": pl.Float64 for m in METRICS for s in ("mean", "std", "low", "high")}
     | {"ref_rung": pl.String}
     | {
         f"{name}_{tag}": dtype
@@ -45,9 +48,20 @@ LADDER_SCHEMA = (
             ("acc_p", pl.Float64),
             ("mca_t", pl.Float64),
             ("mca_p", pl.Float64),
+            ("acc_diff", pl.Float64),  # the mean paired difference over the shared seeds
+            ("mca_diff", pl.Float64),
+            ("acc_low", pl.Float64),  # its 95 % t-interval
+            ("acc_high", pl.Float64),
+            ("mca_low", pl.Float64),
+            ("mca_high", pl.Float64),
+            ("acc_p_holm", pl.Float64),  # Holm-adjusted over every p of the table
+            ("mca_p_holm", pl.Float64),
         )
     }
+    | {"m": pl.Int64}  # the family's size: the p-values the table holds
 )
+GAIN_COLUMNS = ("acc_gain", "mca_gain", "n_pairs", "acc_t", "acc_p", "mca_t", "mca_p")
+PAIRED_COLUMNS = ("acc_diff", "mca_diff", "acc_low", "acc_high", "mca_low", "mca_high", "acc_p_holm", "mca_p_holm")
 
 
 def reference_rung_name(trials: pl.DataFrame, study: dict[str, Any]) -> str | None:
@@ -66,15 +80,19 @@ def ladder_table(
     (mca) over them (``which``, see ``ablate.results.selection``), std with n - 1. ``*_prev``: the gain over the
     previous rung present at that budget; ``*_ref``: over ``ref_rung``. Each gain is the difference of the
     means; its paired t-test pairs the trials of the two rungs with the same seeds at that budget (n_pairs_*,
-    *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones).
+    *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones),
+    and never confirmation trials.
     """
     shown = shown_numbers(trials, which)
     if not trials.height or "variant" not in trials.columns or shown.acc not in trials.columns:
         return pl.DataFrame(schema=LADDER_SCHEMA)
     key = budget_key(trials, study)
     order = {r: i for i, r in enumerate(rung_order(study, trials))}
+    runs = finished(trials)
+    if "role" in runs.columns:  # a confirmation trial re-runs the best config: its seeds are not a rung's
+        runs = runs.filter(pl.col("role") != CONFIRM)
     frame = (
-        with_rungs(finished(trials), study)
+        with_rungs(runs, study)
         .filter(pl.col("status").is_in(list(statuses)) & pl.col("rung").is_not_null())
         .filter(pl.col(shown.acc).is_not_null())
     )
@@ -93,6 +111,7 @@ def ladder_table(
             pl.len().cast(pl.Int64).alias("n"),
             *[pl.col(m).mean().alias(f"{m}_mean") for m in METRICS],
             *[pl.col(m).std().alias(f"{m}_std") for m in METRICS],
+            *[pl.col(m).drop_nulls().alias(f"{m}_values") for m in METRICS],
         )
         .with_columns(pl.col("rung").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o"))
         .sort("budget", "_o", nulls_last=True)
@@ -102,6 +121,10 @@ def ladder_table(
     rows = []
     for part in stats.partition_by("budget", maintain_order=True):
         records = part.to_dicts()
+        for r in records:
+            for m in METRICS:
+                interval = mean_interval(r.pop(f"{m}_values"))
+                r[f"{m}_low"], r[f"{m}_high"] = interval.low, interval.high
         budget = records[0]["budget"]
         here = frame.filter(pl.col("budget").is_null() if budget is None else pl.col("budget") == budget)
         values = {
@@ -112,15 +135,25 @@ def ladder_table(
             row["ref_rung"] = ref["rung"]
             for tag, other in (("prev", records[i - 1] if i else None), ("ref", ref if row is not ref else None)):
                 row.update(_against(row, other, tag, values))
+            row["_same"] = i > 0 and records[i - 1] is ref  # its gain over the previous rung is the one over ref
             rows.append(row)
+    # one family: every distinct comparison of the table (a gain over the previous rung that is the reference
+    # rung is the same test as the gain over the reference, and counts once)
+    tags = {id(r): [t for t in TAGS if not (t == "prev" and r["_same"])] for r in rows}
+    cells = [(r, m, tag) for r in rows for tag in tags[id(r)] for m in METRICS]
+    p = [r[f"{m}_p_{tag}"] for r, m, tag in cells]
+    for (r, m, tag), value in zip(cells, holm(p)):
+        r[f"{m}_p_holm_{tag}"] = value
+    for r in rows:
+        if r.pop("_same"):
+            r |= {f"{m}_p_holm_prev": r[f"{m}_p_holm_ref"] for m in METRICS}
+        r["m"] = family_size(p)
     return pl.DataFrame(rows, schema=LADDER_SCHEMA)
 
 
 def _against(row: dict, other: dict | None, tag: str, values: dict) -> dict[str, Any]:
     """The gains of ``row`` over ``other`` and their paired t-tests, as the ``*_{tag}`` columns."""
-    out: dict[str, Any] = {
-        f"{c}_{tag}": None for c in ("acc_gain", "mca_gain", "n_pairs", "acc_t", "acc_p", "mca_t", "mca_p")
-    }
+    out: dict[str, Any] = {f"{c}_{tag}": None for c in (*GAIN_COLUMNS, *PAIRED_COLUMNS)}
     if other is None:
         return out
     for m in METRICS:
@@ -130,6 +163,8 @@ def _against(row: dict, other: dict | None, tag: str, values: dict) -> dict[str,
         common = [p for p in mine if p in theirs and mine[p] is not None and theirs[p] is not None]
         test = paired_t_test([theirs[p] for p in common], [mine[p] for p in common])
         out[f"{m}_t_{tag}"], out[f"{m}_p_{tag}"] = test.t, test.p
+        if test.low is not None:
+            out[f"{m}_diff_{tag}"], out[f"{m}_low_{tag}"], out[f"{m}_high_{tag}"] = test.mean_diff, test.low, test.high
         if m == "acc":
             out[f"n_pairs_{tag}"] = test.n
     return out
@@ -138,26 +173,41 @@ def _against(row: dict, other: dict | None, tag: str, values: dict) -> dict[str,
 def format_ladder(
     table: pl.DataFrame, budget_label: str = "Labels", reference: Reference | None = None
 ) -> pl.DataFrame:
-    """The ladder for reading: mean ± std strings, signed gains, p-values (with their pair counts), and the flag
-    of a rung below the majority-class rate (with ``reference``); one row per budget and rung."""
+    """The ladder for reading: means with their 95 % t-intervals, signed gains (with a paired test, the mean
+    paired difference and its interval; else the difference of the means), raw p-values (with their pair
+    counts) and the Holm-adjusted ones over the table's family (``p (Holm, m = N)``, with the words they
+    support), and the flag of a rung below the majority-class rate (with ``reference``); one row per budget and
+    rung."""
     refs = table["ref_rung"].unique(maintain_order=True).to_list() if table.height else []
     ref = refs[0] if len(refs) == 1 else "reference rung"
+    holm_m = f"p (Holm, m = {table['m'][0] if table.height else 0})"
 
     def pval(p: float | None, n: int | None) -> str:
         return "" if p is None else f"{p_value(p)} (n={n})"
+
+    def adjusted(p: float | None) -> str:
+        return "" if p is None else f"{p_value(p)}: {verdict(p)}"
+
+    def gain(r: dict[str, Any], m: str, tag: str) -> str:
+        # with a paired test: the mean paired difference and its interval; else the difference of the means
+        diff, low, high = r[f"{m}_diff_{tag}"], r[f"{m}_low_{tag}"], r[f"{m}_high_{tag}"]
+        return signed(r[f"{m}_gain_{tag}"]) if diff is None else mean_ci(diff, low, high, sign=True)
 
     columns = {
         budget_label: lambda r: format_budget(r["budget"]),
         "Rung": lambda r: r["rung"],
         "Seeds": lambda r: r["n"],
-        "Accuracy (%)": lambda r: pm(r["acc_mean"], r["acc_std"]),
-        "Mean class acc. (%)": lambda r: pm(r["mca_mean"], r["mca_std"]),
-        "Δ acc. vs prev. (pp)": lambda r: signed(r["acc_gain_prev"]),
+        "Accuracy (%)": lambda r: mean_ci(r["acc_mean"], r["acc_low"], r["acc_high"]),
+        "Mean class acc. (%)": lambda r: mean_ci(r["mca_mean"], r["mca_low"], r["mca_high"]),
+        "Δ acc. vs prev. (pp)": lambda r: gain(r, "acc", "prev"),
         "p vs prev.": lambda r: pval(r["acc_p_prev"], r["n_pairs_prev"]),
-        f"Δ acc. vs {ref} (pp)": lambda r: signed(r["acc_gain_ref"]),
+        f"{holm_m} vs prev.": lambda r: adjusted(r["acc_p_holm_prev"]),
+        f"Δ acc. vs {ref} (pp)": lambda r: gain(r, "acc", "ref"),
         f"p (acc.) vs {ref}": lambda r: pval(r["acc_p_ref"], r["n_pairs_ref"]),
-        f"Δ mean class acc. vs {ref} (pp)": lambda r: signed(r["mca_gain_ref"]),
+        f"{holm_m} (acc.) vs {ref}": lambda r: adjusted(r["acc_p_holm_ref"]),
+        f"Δ mean class acc. vs {ref} (pp)": lambda r: gain(r, "mca", "ref"),
         f"p (mean class acc.) vs {ref}": lambda r: pval(r["mca_p_ref"], r["n_pairs_ref"]),
+        f"{holm_m} (mean class acc.) vs {ref}": lambda r: adjusted(r["mca_p_holm_ref"]),
     }
     if reference is not None:
         columns["Note"] = lambda r: BELOW_MAJORITY if below_majority(r["acc_mean"], r["mca_mean"], reference) else ""

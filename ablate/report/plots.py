@@ -110,7 +110,8 @@ def ladder_figure(
     reference=None,
     baseline: str | None = None,
 ) -> Figure:
-    """Grouped bars: for each budget, one bar per rung (in ladder order), mean ± std over seeds; accuracy on
+    """Grouped bars: for each budget, one bar per rung (in ladder order), the mean over seeds with its 95 %
+    t-interval as the error bar (clipped to 0-100; none for one seed); accuracy on
     the left, mean class accuracy on the right. The number on a bar is its mean. Horizontal lines: chance and
     the majority class (``reference``, a ``baselines.Reference``) across the panel, and the ``baseline`` rung's
     mean (e.g. supervised-only) over its own budget's bars."""
@@ -132,28 +133,31 @@ def ladder_figure(
         top = 0.0
         for j, rung in enumerate(rungs):
             rows = ladder.filter(pl.col("rung") == rung)
-            xs, means, stds = [], [], []
+            xs, means, below, above = [], [], [], []
             for i, budget in enumerate(budgets):
                 hit = rows.filter(pl.col("budget").is_null() if budget is None else pl.col("budget") == budget)
                 if hit.height and hit[f"{key}_mean"][0] is not None:
                     r = hit.row(0, named=True)
+                    low, high = r.get(f"{key}_low"), r.get(f"{key}_high")
                     xs.append(i - 0.4 + width * (j + 0.5))
                     means.append(r[f"{key}_mean"])
-                    stds.append(0.0 if r[f"{key}_std"] is None or math.isnan(r[f"{key}_std"]) else r[f"{key}_std"])
+                    # the 95 % t-interval of the mean (none for one seed), clipped to the axis
+                    below.append(0.0 if low is None else r[f"{key}_mean"] - max(0.0, low))
+                    above.append(0.0 if high is None else min(100.0, high) - r[f"{key}_mean"])
             bars = ax.bar(
                 xs,
                 means,
                 width * 0.92,
-                yerr=stds,
+                yerr=[below, above],
                 capsize=3,
                 color=colors[rung],
                 label=rung,
                 error_kw={"elinewidth": 1},
             )
-            for bar, mean, std in zip(bars, means, stds):
+            for bar, mean, up in zip(bars, means, above):
                 x = bar.get_x() + bar.get_width() / 2
-                ax.text(x, mean + std + 0.6, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
-                top = max(top, mean + std)
+                ax.text(x, mean + up + 0.6, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
+                top = max(top, mean + up)
         lines = floor_lines(reference, key)
         if baseline is not None:
             for i, budget in enumerate(budgets):
@@ -180,7 +184,7 @@ def ladder_figure(
         ax.set_axisbelow(True)
     n = ladder["n"].to_list()
     seeds = f"{min(n)}" if min(n) == max(n) else f"{min(n)}–{max(n)}"
-    fig.suptitle(title or f"Ablation ladder: {what}, mean ± std over {seeds} seed(s) per bar")
+    fig.suptitle(title or f"Ablation ladder: {what}; bars: mean over {seeds} seed(s), error bars: 95 % t-interval")
     handles, labels = _legend_entries(axes[0])
     order = sorted(
         range(len(labels)), key=lambda i: (labels[i] not in rungs, rungs.index(labels[i]) if labels[i] in rungs else i)

@@ -16,7 +16,8 @@ from typing import Any
 import polars as pl
 
 from ablate.results.layout import searched_keys
-from ablate.results.selection import LAST, STATUSES, Ranking, Shown, ranking, search_trials
+from ablate.results.records import STATUSES
+from ablate.results.selection import LAST, Ranking, Shown, ranking, search_trials
 
 
 def _pct(column: str) -> pl.Expr:

@@ -28,9 +28,9 @@ from ablate.results.layout import (
     tuned_keys,
 )
 from ablate.results.reader import Results
+from ablate.results.records import STATUSES
 from ablate.results.selection import (
     ORACLE_LABEL,
-    STATUSES,
     best_config,
     did_not_finish,
     labelled,
@@ -60,16 +60,22 @@ def _metric_kind(column: str) -> str:
 
 def summary(res: Results, which: str = "val") -> Section:
     """The best config beside chance, the majority class, each baseline and its gain over supervised-only (with
-    a paired t-test across seeds), and the trials that did not finish."""
+    intervals, a paired t-test across seeds, Holm-adjusted, and the seeds it needs for 80 % power), and the trials
+    that did not finish."""
     s = summaries.summary(res.trials, res.epochs, res.study, which)
-    section = Section("summary", f"Summary ({res.name})", [status_note(res.trials), *s.notes])
+    min_effect = (res.study.get("report") or {}).get("min_effect")
+    power = [summaries.power_text(r, "acc", min_effect) for r in s.data.filter(pl.col("row") == "gain").to_dicts()]
+    notes = [status_note(res.trials), *s.notes, *(f"{p}" for p in power if p)]
+    section = Section("summary", f"Summary ({res.name})", notes)
     section.tables.append(
         Table(
             "summary",
             labelled("The best config against chance, the majority class and the baselines", s.oracle),
             s.data,
             summaries.display(s.data),
-            f"{s.shown.what}, in %; gains in percentage points (p: two-sided paired t-test across seeds)",
+            f"{s.shown.what}, in %: mean [95 % t-interval] over seeds; gains in percentage points: the mean paired "
+            "difference [95 % t-interval], p of a two-sided paired t-test across seeds, and p (Holm, m = N) adjusted "
+            "over the table's gains, which the words follow",
         )
     )
     failed = did_not_finish(res.trials)
@@ -89,7 +95,8 @@ def summary(res: Results, which: str = "val") -> Section:
 
 
 def ablation(res: Results, which: str = "val") -> Section:
-    """The ladder table (per budget and rung: mean ± std over seeds, gains, paired t-tests) and its bar chart."""
+    """The ladder table (per budget and rung: means with 95 % t-intervals over seeds, gains with the intervals of
+    the paired differences, paired t-tests Holm-adjusted as one family) and its bar chart."""
     trials, study = res.trials, res.study
     shown = shown_numbers(trials, which)
     key = budget_key(trials, study)
@@ -101,9 +108,11 @@ def ablation(res: Results, which: str = "val") -> Section:
     notes = [
         status_note(trials),
         f"ladder (in the study's order): {' ► '.join(rungs)}; budget key: `{key or 'none'}`",
-        f"numbers: {shown.what} of each trial, in %; mean ± sample std over seeds; only complete trials count",
-        f"gains in percentage points, over the previous rung and over {against or 'the first rung at each budget'}; "
-        "p: two-sided paired t-test across the seeds both rungs ran at that budget",
+        f"numbers: {shown.what} of each trial, in %; mean [95 % t-interval] over seeds; only complete trials count",
+        f"gains in percentage points, over the previous rung and over {against or 'the first rung at each budget'}, "
+        "each with the 95 % t-interval of the mean paired difference; p: two-sided paired t-test across the seeds "
+        "both rungs ran at that budget; the table's comparisons are one family: p (Holm, m = N) is Holm-adjusted "
+        "over its N distinct tests, and the words (significant, no difference found) follow the adjusted p",
     ]
     if shown.note:
         notes.append(shown.note)
@@ -123,7 +132,14 @@ def ablation(res: Results, which: str = "val") -> Section:
         )
     )
     figure = plots.ladder_figure(table, rungs, label, shown.what, reference=ref, baseline=against)
-    section.figures.append(Fig("ladder", labelled("Ablation ladder", shown.oracle), _oracle(figure, shown.oracle)))
+    caption = (
+        f"{shown.what}, in %: each bar is a rung's mean over its seeds, its error bar the 95 % t-interval of that "
+        "mean (Student's t, n - 1 degrees of freedom; none for one seed); lines: chance, the majority class and "
+        f"{against or 'no'} baseline"
+    )
+    section.figures.append(
+        Fig("ladder", labelled("Ablation ladder", shown.oracle), _oracle(figure, shown.oracle), caption)
+    )
     return section
 
 

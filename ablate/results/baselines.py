@@ -1,5 +1,5 @@
 """What every number is compared with: chance, the majority class of the test split, and the study's baseline
-trials (role "baseline", e.g. supervised-only) as mean ± std over their seeds.
+trials (role "baseline", e.g. supervised-only) as mean ± std and 95 % interval over their seeds.
 
 The floors come from ``study.json``'s ``reference`` (fractions, as every accuracy is stored); results written
 before it existed fall back to a recorded test confusion matrix, whose row sums are the test split's class
@@ -14,8 +14,9 @@ from typing import Any
 import polars as pl
 
 from ablate.results.selection import Shown, finished
-from ablate.results.stats import mean_std
+from ablate.results.stats import mean_interval
 from ablate.results.layout import baseline_names, budget_key, class_names
+from ablate.results.records import BASELINE
 
 SUPERVISED = "supervised"  # the baseline every gain is measured against, when the study ran it
 BELOW_MAJORITY = "below the majority-class rate: not a result"
@@ -94,7 +95,7 @@ def baseline_trials(trials: pl.DataFrame, name: str | None = None) -> pl.DataFra
     """The finished baseline trials (of one baseline when ``name`` is given)."""
     if "role" not in trials.columns:
         return trials.clear()
-    out = finished(trials).filter(pl.col("role") == "baseline")
+    out = finished(trials).filter(pl.col("role") == BASELINE)
     return out.filter(pl.col("baseline") == name) if name is not None else out
 
 
@@ -114,17 +115,14 @@ BASELINE_COLUMNS = {
     "baseline": pl.String,
     "budget": pl.Float64,
     "n": pl.Int64,
-    "acc_mean": pl.Float64,
-    "acc_std": pl.Float64,
-    "mca_mean": pl.Float64,
-    "mca_std": pl.Float64,
+    **{f"{m}_{s}": pl.Float64 for m in ("acc", "mca") for s in ("mean", "std", "low", "high")},
     "trial_ids": pl.String,
 }
 
 
 def baseline_table(trials: pl.DataFrame, study: dict[str, Any], shown: Shown, budget: str | None) -> pl.DataFrame:
-    """Each baseline at each label budget: seeds (n), the shown accuracy and mean class accuracy as mean ± std
-    over its seeds (in %), and its trial ids."""
+    """Each baseline at each label budget: seeds (n), the shown accuracy and mean class accuracy as mean, std and
+    95 % t-interval (low, high) over its seeds (in %), and its trial ids."""
     rows = []
     for name in baseline_names(trials, study):
         runs = (
@@ -136,22 +134,16 @@ def baseline_table(trials: pl.DataFrame, study: dict[str, Any], shown: Shown, bu
             continue
         groups = runs.partition_by(budget, maintain_order=True, as_dict=True) if budget else {(None,): runs}
         for (value,), group in groups.items():
-            acc = mean_std([100 * v for v in group[shown.acc].to_list()])
-            mca = (
-                mean_std([100 * v for v in group[shown.mca].drop_nulls().to_list()])
-                if shown.mca in group.columns
-                else (None, None)
+            acc = mean_interval([100 * v for v in group[shown.acc].to_list()])
+            mca = mean_interval(
+                [100 * v for v in group[shown.mca].drop_nulls().to_list()] if shown.mca in group.columns else []
             )
-            rows.append(
-                {
-                    "baseline": name,
-                    "budget": None if value is None else float(value),
-                    "n": group.height,
-                    "acc_mean": acc[0],
-                    "acc_std": acc[1],
-                    "mca_mean": mca[0],
-                    "mca_std": mca[1],
-                    "trial_ids": ", ".join(group["trial_id"].to_list()),
-                }
-            )
+            row: dict[str, Any] = {
+                "baseline": name,
+                "budget": None if value is None else float(value),
+                "n": group.height,
+            }
+            for key, m in (("acc", acc), ("mca", mca)):
+                row |= {f"{key}_mean": m.mean, f"{key}_std": m.std, f"{key}_low": m.low, f"{key}_high": m.high}
+            rows.append(row | {"trial_ids": ", ".join(group["trial_id"].to_list())})
     return pl.DataFrame(rows, schema=BASELINE_COLUMNS)

@@ -1,4 +1,4 @@
-"""Numbers as text: mean ± std, signed gains, p-values, and tables as Markdown (polars' own Markdown layout)."""
+"""Numbers as text: mean ± std, means with their intervals, signed gains, p-values, and tables as Markdown (polars' own Markdown layout)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import polars as pl
 
 # Columns rounded to 0.1 (percentages and percentage points); other floats keep 4 significant digits.
-ONE_DECIMAL_SUFFIXES = ("_pct", "_mean", "_std")
+ONE_DECIMAL_SUFFIXES = ("_pct", "_mean", "_std", "_low", "_high")
 
 
 def pm(mean: float | None, std: float | None) -> str:
@@ -15,6 +15,21 @@ def pm(mean: float | None, std: float | None) -> str:
     if mean is None:
         return "–"
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def interval(low: float | None, high: float | None, sign: bool = False) -> str:
+    """``[41.2, 52.8]`` (signed for gains: ``[+0.5, +4.9]``); empty with no interval."""
+    if low is None or high is None:
+        return ""
+    return f"[{low:+.1f}, {high:+.1f}]" if sign else f"[{low:.1f}, {high:.1f}]"
+
+
+def mean_ci(mean: float | None, low: float | None, high: float | None, sign: bool = False) -> str:
+    """``47.0 [41.2, 52.8]``: a mean and its 95 % interval (``47.0`` with none, ``–`` with no number)."""
+    if mean is None:
+        return "–"
+    text = f"{mean:+.1f}" if sign else f"{mean:.1f}"
+    return f"{text} {interval(low, high, sign)}" if low is not None and high is not None else text
 
 
 def signed(x: float | None) -> str:

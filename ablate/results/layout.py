@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from ablate.config.budget import BUDGET_COLUMNS
+from ablate.results.records import BASELINE
 
 # The seeds two trials are paired on (at the same budget); ``trainer.seed`` already includes a repeat's index.
 SEED_KEYS = ("trainer.seed", "data.split_seed")
@@ -64,7 +65,7 @@ def baseline_names(trials: pl.DataFrame, study: dict[str, Any] | None = None) ->
     one declared but without a trial is left out."""
     if "role" not in trials.columns or "baseline" not in trials.columns:
         return []
-    ran = trials.filter(pl.col("role") == "baseline")["baseline"].drop_nulls().unique(maintain_order=True).to_list()
+    ran = trials.filter(pl.col("role") == BASELINE)["baseline"].drop_nulls().unique(maintain_order=True).to_list()
     declared = [str(b) for b in ((study or {}).get("baselines") or [])]
     return [b for b in declared if b in ran] + [b for b in ran if b not in declared]
 
@@ -82,7 +83,7 @@ def with_rungs(trials: pl.DataFrame, study: dict[str, Any]) -> pl.DataFrame:
     rung = variant
     if names:
         rung = (
-            pl.when(pl.col("role") == "baseline")
+            pl.when(pl.col("role") == BASELINE)
             .then(pl.col("baseline").replace_strict({n: baseline_rung(n, variants) for n in names}, default=None))
             .otherwise(variant)
         )

@@ -1,43 +1,25 @@
-"""The summary a study prints when it ends: what the numbers are worth beside its references.
+"""The summary a study prints when it ends: the report's first table (``ablate.results.summary``) as lines.
 
-It shows chance and the majority-class rate of the test split, each baseline (mean ± std over its seeds), the
-best search config (ranked on the search metric; diverged and failed trials never rank) with its test metrics at
-the validation-selected epoch, and its gain over the supervised baseline: a paired t-test across seeds when the
-best config was trained with several seeds (scipy's ``ttest_rel``, from the ``analysis`` extra; without scipy the
-gain is shown and the test is skipped with a note).
+It shows chance and the majority-class rate of the test split, each baseline and the best search config (ranked
+on the search metric; diverged and failed trials never rank; its numbers over its search and confirmation
+trials) with their test metrics at the validation-selected epoch, as mean and 95 % t-interval over seeds; the
+best config's gain over the supervised baseline with its interval, its paired p (raw and Holm-adjusted over the
+table's family) and the seeds a paired test needs at 80 % power. The statistics need scipy and statsmodels (the
+``analysis`` extra); without them the summary says so and shows the counts.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from typing import Any
 
 import polars as pl
 
-from ablate.results.records import BASELINE, DIVERGED, ERROR, RANKED, SEARCH
-
-ACC, MCA = "test_acc_at_best_val", "test_mean_class_acc_at_best_val"
-SEED = "trainer.seed"
-DATA_KEYS = ("data.labels", "data.labels_per_class", "data.label_fraction", "data.split_seed", "data.val_per_class")
-REFERENCE_BASELINE = "supervised"
-
-
-def metric_column(metric: str) -> str:
-    """The trials column of a search metric: best_* as they are, an epoch's metric as its last value."""
-    return metric if metric.startswith("best_") else f"last_{metric}"
+from ablate.results.records import BASELINE, CONFIRM, DIVERGED, ERROR, SEARCH
 
 
 def percent(value: float) -> str:
     return f"{100 * value:.1f} %"
-
-
-def mean_std(values: list[float]) -> str:
-    """``41.2 ± 1.3 %`` (sample std over seeds); one value has no spread."""
-    if len(values) == 1:
-        return f"{percent(values[0])} (1 seed)"
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f} % ({len(values)} seeds)"
 
 
 def n_trials(n: int) -> str:
@@ -49,58 +31,29 @@ def counts(frame: pl.DataFrame) -> str:
     return ", ".join(f"{n} {status}" for status, n in by_status)
 
 
-def config_without_seed(config_json: str) -> str:
-    """The key of a config across seeds: its JSON with trainer.seed removed."""
-    config = json.loads(config_json)
-    config.get("trainer", {}).pop("seed", None)
-    return json.dumps(config, sort_keys=True)
+def seeds(n: int | None) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
 
 
-def condition(row: dict[str, Any], keys: list[str]) -> tuple[Any, ...]:
-    return tuple(row.get(k) for k in keys)
+def numbers(r: dict[str, Any]) -> str:
+    """``test acc 47.0 % [41.2, 52.8] (3 seeds), mean class acc ...``: means with their 95 % t-intervals."""
+    from ablate.results.formatting import interval
 
+    def one(key: str) -> str:
+        ci = interval(r[f"{key}_low"], r[f"{key}_high"])
+        return f"{r[f'{key}_mean']:.1f} %" + (f" {ci}" if ci else "")
 
-def describe(keys: list[str], values: tuple[Any, ...]) -> str:
-    return " (" + ", ".join(f"{k.removeprefix('data.')}={v}" for k, v in zip(keys, values)) + ")" if keys else ""
-
-
-def paired_test(a: list[float], b: list[float]) -> str:
-    try:
-        from scipy.stats import ttest_rel
-    except ModuleNotFoundError:
-        return "no paired t-test: it needs scipy (pip install -e '.[analysis]')"
-    p = ttest_rel(a, b).pvalue
-    return f"p = {p:.3g}" if math.isfinite(p) else "p undefined: the seeds' differences are all equal"
-
-
-def best_config(search: pl.DataFrame, column: str, mode: str) -> list[dict[str, Any]]:
-    """The trials (one per seed) of the config with the best mean search metric, among ranked trials."""
-    ranked = [
-        row
-        for row in search.iter_rows(named=True)
-        if row["status"] in RANKED and row.get(column) is not None and row["config_json"]
-    ]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in ranked:
-        groups.setdefault(config_without_seed(row["config_json"]), []).append(row)
-    if not groups:
-        return []
-    sign = 1 if mode == "max" else -1
-    best = max(groups.values(), key=lambda g: sign * statistics.mean(r[column] for r in g))
-    return sorted(best, key=lambda r: r.get(SEED) or 0)
+    what = "; 95 % t-intervals" if r["acc_low"] is not None else ""
+    return f"test acc {one('acc')}, mean class acc {one('mca')} ({seeds(r['n'])}{what})"
 
 
 def summarise(trials: pl.DataFrame, record: dict[str, Any], location: str) -> str:
-    search_record = record.get("search") or {}
-    column = metric_column(search_record.get("metric", "best_val_acc"))
     role = trials["role"] if "role" in trials.columns else pl.Series([SEARCH] * trials.height)
-    search = trials.filter(role == SEARCH)
-    baselines = trials.filter(role == BASELINE)
-    line = f"study {record['name']}: {n_trials(search.height)} ({counts(search)})"
-    if baselines.height:
-        line += f"; baselines: {n_trials(baselines.height)} ({counts(baselines)})"
-    lines = [line, *error_lines(trials)]
-    for row in search.filter(pl.col("status") == DIVERGED).iter_rows(named=True):
+    parts = [(SEARCH, "", trials.filter(role == SEARCH))]
+    parts += [(r, f"{w}: ", trials.filter(role == r)) for r, w in ((BASELINE, "baselines"), (CONFIRM, "confirmation"))]
+    line = "; ".join(f"{words}{n_trials(f.height)} ({counts(f)})" for r, words, f in parts if f.height or r == SEARCH)
+    lines = [f"study {record['name']}: {line}", *error_lines(trials)]
+    for row in parts[0][2].filter(pl.col("status") == DIVERGED).iter_rows(named=True):
         step, epoch = row["diverged_step"], row["diverged_epoch"]
         lines.append(f"  trial {row['trial_id']} diverged at step {step} (epoch {epoch}): not ranked")
 
@@ -112,47 +65,13 @@ def summarise(trials: pl.DataFrame, record: dict[str, Any], location: str) -> st
             f"'{reference['majority_class']}' (the majority class): {percent(reference['majority_test_acc'])} "
             f"accuracy, {percent(reference['majority_test_mean_class_acc'])} mean class accuracy"
         )
-
-    present = [k for k in DATA_KEYS if k in trials.columns]
-    varying = [k for k in present if trials[k].n_unique() > 1]
-    has_metrics = ACC in trials.columns and MCA in trials.columns
-    by_baseline: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {}
-    if has_metrics:
-        for row in baselines.iter_rows(named=True):
-            if row["status"] in RANKED and row[ACC] is not None:
-                by_baseline.setdefault((row["baseline"], condition(row, varying)), []).append(row)
-    for (name, values), rows in sorted(by_baseline.items(), key=lambda kv: str(kv[0])):
+    try:
+        lines += statistics_lines(trials, record)
+    except ModuleNotFoundError as err:
         lines.append(
-            f"baseline {name}{describe(varying, values)}: test acc {mean_std([r[ACC] for r in rows])}, mean class acc "
-            f"{mean_std([r[MCA] for r in rows])}, at the best-validation epoch"
+            f"no statistics: the summary's intervals and tests need scipy and statsmodels ({err.name} is missing; "
+            "pip install -e '.[analysis]'); python -m ablate.report shows them once installed"
         )
-
-    best = best_config(search, column, search_record.get("mode", "max")) if column in search.columns else []
-    if not best:
-        lines.append("no ranked trial: every trial failed, diverged or reported nothing")
-    else:
-        searched = {k: best[0].get(k) for k in (record.get("params") or {}) if k != SEED}
-        if len(best) == 1:
-            head = f"best trial {best[0]['trial_id']} ({column} = {best[0][column]:.4f})"
-        else:
-            ids = ", ".join(r["trial_id"] for r in best)
-            mean = statistics.mean(r[column] for r in best)
-            head = f"best config, {len(best)} seeds (trials {ids}; mean {column} = {mean:.4f})"
-        if has_metrics and all(r[ACC] is not None for r in best):
-            accs, mcas = [r[ACC] for r in best], [r[MCA] for r in best]
-            lines.append(
-                f"{head}: test acc {mean_std(accs)}, mean class acc {mean_std(mcas)}, at the best-validation epoch; "
-                f"{json.dumps(searched)}"
-            )
-            lines += gain_lines(best, by_baseline, varying)
-            majority = (reference or {}).get("majority_test_acc")
-            if majority is not None and statistics.mean(accs) < majority:
-                lines.append(
-                    f"warning: the best test accuracy ({percent(statistics.mean(accs))}) is below the majority-class "
-                    f"rate ({percent(majority)}, always '{reference['majority_class']}'): not a result"
-                )
-        else:
-            lines.append(f"{head}; {json.dumps(searched)}")
     lines.append(f"results: {location}/trials.parquet, {location}/epochs.parquet")
     if "://" in location:
         lines.append(f"report:  copy {location} to a local folder, then python -m ablate.report FOLDER")
@@ -176,29 +95,42 @@ def error_lines(trials: pl.DataFrame) -> list[str]:
     return [f"failed: {n_trials(failed.height)}; the first error, shared by {same} of them: {first}"]
 
 
-def gain_lines(
-    best: list[dict[str, Any]], by_baseline: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]], varying: list[str]
-) -> list[str]:
-    """The best config's gain over the supervised baseline trained on the same split (paired by seed)."""
-    reference = by_baseline.get((REFERENCE_BASELINE, condition(best[0], varying)))
-    if not reference:
-        return []
-    if len(best) == 1:
-        acc = best[0][ACC] - statistics.mean(r[ACC] for r in reference)
-        mca = best[0][MCA] - statistics.mean(r[MCA] for r in reference)
-        return [
-            f"gain over {REFERENCE_BASELINE}: {100 * acc:+.1f} acc, {100 * mca:+.1f} mean class acc points "
-            "(one seed: no paired test)"
-        ]
-    seeds = {r.get(SEED): r for r in reference}
-    pairs = [(r, seeds[r.get(SEED)]) for r in best if r.get(SEED) in seeds]
-    if len(pairs) < 2:
-        return [f"gain over {REFERENCE_BASELINE}: fewer than two seeds in common, no paired test"]
-    acc = statistics.mean(a[ACC] - b[ACC] for a, b in pairs)
-    mca = statistics.mean(a[MCA] - b[MCA] for a, b in pairs)
-    test_acc = paired_test([a[ACC] for a, _ in pairs], [b[ACC] for _, b in pairs])
-    test_mca = paired_test([a[MCA] for a, _ in pairs], [b[MCA] for _, b in pairs])
-    return [
-        f"gain over {REFERENCE_BASELINE}: {100 * acc:+.1f} acc points ({test_acc}), {100 * mca:+.1f} mean class acc "
-        f"points ({test_mca}); paired over {len(pairs)} seeds"
-    ]
+def statistics_lines(trials: pl.DataFrame, record: dict[str, Any]) -> list[str]:
+    """The baselines, the best config, its gain and the seeds its paired test needs, from the summary table."""
+    from ablate.results.selection import ranked_configs
+    from ablate.results.summary import gain_text, power_text, summary
+
+    table = summary(trials, pl.DataFrame(), record)
+    rows = {r: table.data.filter(pl.col("row") == r).to_dicts() for r in ("best", "baseline", "gain")}
+    epoch = f"at the {table.shown.epoch_words}"
+    lines = [f"{r['name']}: {numbers(r)}, {epoch}" for r in rows["baseline"]]
+    if not rows["best"]:
+        return [*lines, "no ranked trial: every trial failed, diverged or reported nothing"]
+    best = rows["best"][0]
+    ids = best["trial_ids"].split(", ")
+    first = trials.filter(pl.col("trial_id") == ids[0]).row(0, named=True)
+    searched = {k: first.get(k) for k in (record.get("params") or {}) if k != "trainer.seed"}
+    column, metric = table.ranking.column, ranked_configs(trials, record)["metric"][0]
+    confirmed = trials.filter(pl.col("trial_id").is_in(ids) & (pl.col("role") == CONFIRM)).height
+    how = f", of which {confirmed} confirmation" if confirmed else ""
+    head = f"best config: trials {best['trial_ids']}{how} (searched mean {column} = {metric:.4f})"
+    if best["acc_mean"] is None:
+        return [*lines, f"{head}; {json.dumps(searched)}"]
+    lines.append(f"{head}: {numbers(best)}, {epoch}; {json.dumps(searched)}")
+    for gain in rows["gain"]:
+        name = gain["name"].removesuffix(" (pp)")
+        if gain["acc_mean"] is None:
+            lines.append(f"{name}: {gain['note']}")
+            continue
+        acc, mca = gain_text(gain, "acc"), gain_text(gain, "mca")
+        lines.append(f"{name}: {acc} acc points, {mca} mean class acc points; {gain['note']}")
+        power = power_text(gain, "acc", (record.get("report") or {}).get("min_effect"))
+        if power:
+            lines.append(f"power: {power}")
+    majority = (record.get("reference") or {}).get("majority_test_acc")
+    if majority is not None and best["acc_mean"] < 100 * majority:
+        lines.append(
+            f"warning: the best test accuracy ({best['acc_mean']:.1f} %) is below the majority-class rate "
+            f"({percent(majority)}, always '{record['reference']['majority_class']}'): not a result"
+        )
+    return lines

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from ablate.errors import AblateError
+from ablate.results.records import SEARCH
 
 TRIALS_FILE, EPOCHS_FILE, STUDY_FILE = "trials.parquet", "epochs.parquet", "study.json"
 
@@ -75,7 +76,7 @@ def with_roles(trials: pl.DataFrame) -> pl.DataFrame:
     """``trials`` with the ``role`` ("search" or "baseline") and ``baseline`` (its name) columns; results written
     before baselines existed hold only search trials."""
     if "role" not in trials.columns:
-        trials = trials.with_columns(pl.lit("search").alias("role"))
+        trials = trials.with_columns(pl.lit(SEARCH).alias("role"))
     if "baseline" not in trials.columns:
         trials = trials.with_columns(pl.lit(None, dtype=pl.String).alias("baseline"))
-    return trials.with_columns(pl.col("role").fill_null("search"))
+    return trials.with_columns(pl.col("role").fill_null(SEARCH))

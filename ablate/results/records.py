@@ -13,8 +13,11 @@ import re
 
 STUDY_FILE = "study.json"  # the validated study, so the tables can be rebuilt from the files alone
 TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
-SEARCH, BASELINE = "search", "baseline"  # a trial's role
-EXPERIMENTS = {SEARCH: "ray", BASELINE: "ray_baselines"}  # role -> Ray's experiment folder in the study folder
+# A trial's role: searched, a baseline, or a confirmation trial (the best searched config re-run on the
+# baselines' seeds, for a paired gain).
+SEARCH, BASELINE, CONFIRM = "search", "baseline", "confirm"
+ROLES = (SEARCH, BASELINE, CONFIRM)
+EXPERIMENTS = {SEARCH: "ray", BASELINE: "ray_baselines", CONFIRM: "ray_confirm"}  # role -> Ray's experiment folder
 CHECKPOINT_FILE = "ablate_checkpoint.pt"  # a trial's own checkpoint, in its folder of the experiment
 
 # What each report carries beside the epoch's metrics: the config it trained with (JSON), where it ran.
@@ -22,8 +25,9 @@ CONFIG_KEY, NODE_KEY, HOST_KEY, DEVICE_KEY = "trial_config", "node_id", "hostnam
 IDENTITY_KEYS = (CONFIG_KEY, NODE_KEY, HOST_KEY, DEVICE_KEY)
 
 COMPLETE, STOPPED, ERROR, DIVERGED = "complete", "stopped", "error", "diverged"
-STATUSES = (COMPLETE, STOPPED, ERROR, DIVERGED)
+STATUSES = (COMPLETE, STOPPED, DIVERGED, ERROR)
 RANKED = (COMPLETE, STOPPED)  # the statuses whose numbers are results
+FAILED = (DIVERGED, ERROR)  # the statuses whose numbers are not results
 
 _DIVERGED = re.compile(r"TrialDiverged: diverged at step (\d+) \(epoch (\d+)\)")
 

@@ -23,13 +23,12 @@ from typing import Any
 import polars as pl
 
 from ablate.config.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, TEST_SELECTED_METRICS, VAL_METRICS
-from ablate.results.layout import config_expr
+from ablate.results.layout import config_expr, pair_expr
+from ablate.results.records import CONFIRM, FAILED, SEARCH
 
 WHICH = ("val", "last", "oracle")
 ORACLE_LABEL = "oracle (selected on test)"
 PREDATES = "this study predates validation selection"
-FAILED = ("diverged", "error")  # statuses whose numbers are not results
-STATUSES = ("complete", "stopped", *FAILED)  # the results contract's trial statuses
 LAST = tuple(f"last_{m}" for m in TEST_METRICS)
 
 
@@ -134,8 +133,8 @@ def finished(trials: pl.DataFrame) -> pl.DataFrame:
 
 
 def search_trials(trials: pl.DataFrame) -> pl.DataFrame:
-    """The finished search trials: the candidates of every ranking."""
-    return finished(trials).filter(pl.col("role") != "baseline") if "role" in trials.columns else finished(trials)
+    """The finished search trials: the candidates of every ranking (never a baseline or a confirmation trial)."""
+    return finished(trials).filter(pl.col("role") == SEARCH) if "role" in trials.columns else finished(trials)
 
 
 def did_not_finish(trials: pl.DataFrame) -> pl.DataFrame:
@@ -190,6 +189,23 @@ def best_config(trials: pl.DataFrame, study: dict[str, Any]) -> list[str]:
     """The trial ids of the best config (its seeds), its best seed first; empty when no trial is ranked."""
     configs = ranked_configs(trials, study)
     return configs["trial_ids"][0].to_list() if configs.height else []
+
+
+def confirmed_config(trials: pl.DataFrame, study: dict[str, Any]) -> list[str]:
+    """The trial ids behind the best config's numbers: its search trials and its finished confirmation trials
+    (role confirm, the same config re-run on the baselines' seeds; ``confirms`` names the search trial they
+    re-run), one trial per seed (a confirmation trial replaces a search trial of its seeds), the best seed
+    first."""
+    ids = best_config(trials, study)
+    if not ids or "role" not in trials.columns or "confirms" not in trials.columns:
+        return ids
+    confirm = finished(trials).filter((pl.col("role") == CONFIRM) & pl.col("confirms").is_in(ids))
+    if not confirm.height:
+        return ids
+    covered = set(confirm.select(pair_expr(confirm))["pair"].to_list())
+    search = trials.filter(pl.col("trial_id").is_in(ids))
+    kept = search.with_columns(pair_expr(search)).filter(~pl.col("pair").is_in(list(covered)))["trial_id"].to_list()
+    return [i for i in ids if i in kept] + confirm["trial_id"].to_list()
 
 
 def best_trial_id(trials: pl.DataFrame, study: dict[str, Any]) -> str | None:

@@ -1,9 +1,13 @@
-"""The report's first table: the best config beside chance, the majority class, each baseline, and the best
-config's gain over the supervised-only baseline with a paired t-test across seeds.
+"""The report's first table, and the summary the driver prints (``ablate.results.printed`` renders this table):
+the best config beside chance, the majority class, each baseline, and the best config's gain over the
+supervised-only baseline with a paired t-test across seeds.
 
 The best config is chosen by the study's ranking (``ablate.results.selection``: validation by default); its numbers
-are the shown ones (``--which``), as mean ± std over its seeds. Its gain pairs each of its seeds with the
-baseline trial of the same seeds at the same label budget.
+are the shown ones (``--which``) over its seeds, search and confirmation trials (``confirmed_config``), as mean,
+std and 95 % t-interval (``ablate.results.stats``). Its gain pairs each of its seeds with the baseline trial of the
+same seeds at the same label budget: the mean difference, its t-interval and its p, Holm-adjusted over the table's
+family (the accuracy and the mean class accuracy gain: m = 2); and the seeds a paired test would need for 80 %
+power, from the spread of the paired differences.
 """
 
 from __future__ import annotations
@@ -22,9 +26,18 @@ from ablate.results.baselines import (
     reference_levels,
     reference_rung,
 )
-from ablate.results.formatting import p_value, pm
-from ablate.results.selection import Ranking, Shown, best_config, ranking, shown_numbers
-from ablate.results.stats import mean_std, paired_t_test
+from ablate.results.formatting import mean_ci, p_value
+from ablate.results.selection import Ranking, Shown, confirmed_config, ranking, shown_numbers
+from ablate.results.stats import (
+    CONFIDENCE,
+    POWER,
+    family_size,
+    holm,
+    mean_interval,
+    paired_t_test,
+    seeds_needed,
+    verdict,
+)
 from ablate.results.layout import (
     baseline_names,
     budget_key,
@@ -39,18 +52,16 @@ SUMMARY_COLUMNS = {
     "row": pl.String,  # best / chance / majority / baseline / gain
     "name": pl.String,
     "n": pl.Int64,  # seeds (trials) behind the numbers; for a gain, the pairs
-    "acc_mean": pl.Float64,
-    "acc_std": pl.Float64,
-    "mca_mean": pl.Float64,
-    "mca_std": pl.Float64,
-    "acc_t": pl.Float64,
-    "acc_p": pl.Float64,
-    "mca_t": pl.Float64,
-    "mca_p": pl.Float64,
+    # mean, sample std and 95 % t-interval over seeds; for a gain, the mean paired difference and its interval
+    **{f"{m}_{s}": pl.Float64 for m in ("acc", "mca") for s in ("mean", "std", "low", "high")},
+    # a gain's paired t-test: t, p, the Holm-adjusted p over the table's family of m tests, the differences' std
+    **{f"{m}_{s}": pl.Float64 for m in ("acc", "mca") for s in ("t", "p", "p_holm", "sd_diff")},
+    "m": pl.Int64,
     "note": pl.String,
     "trial_ids": pl.String,
 }
 ONE_SEED = "one seed: no paired test"
+ACC_HEADER, MCA_HEADER = "Test accuracy (%, mean [95 % CI])", "Test mean class acc. (%, mean [95 % CI])"
 
 
 @dataclass
@@ -92,7 +103,7 @@ def summary(trials: pl.DataFrame, epochs: pl.DataFrame, study: dict[str, Any], w
     shown, rank = shown_numbers(trials, which), ranking(study, trials)
     out = Summary(pl.DataFrame(schema=SUMMARY_COLUMNS), shown, rank, reference_levels(study, epochs))
     budget = budget_key(trials, study)
-    ids = best_config(trials, study)
+    ids = confirmed_config(trials, study)
     best = trials.filter(pl.col("trial_id").is_in(ids)) if ids and shown.acc in trials.columns else trials.clear()
     rows = [best_row(best, ids, study, budget, shown, out.reference)] if best.height else []
     if not best.height:
@@ -112,16 +123,30 @@ def summary(trials: pl.DataFrame, epochs: pl.DataFrame, study: dict[str, Any], w
         at = best[budget][0] if budget and best[budget].n_unique() == 1 else None
         where = f" at {format_budget(at)} {budget_label(budget).lower()}" if at is not None else ""
         rows.append(gain_row(best, baseline_at(trials, study, against, ids[0]), f"{against}{where}", shown))
+    adjust_family(rows)
     out.data = pl.DataFrame(rows, schema=SUMMARY_COLUMNS)
     out.notes[:0] = summary_notes(out)
     return out
 
 
-def _pct_stats(frame: pl.DataFrame, column: str) -> tuple[float | None, float | None]:
-    """Mean and sample std (in %) of a fractions column over the rows that have it."""
-    return (
-        mean_std([100 * v for v in frame[column].drop_nulls().to_list()]) if column in frame.columns else (None, None)
-    )
+def _pct_stats(frame: pl.DataFrame, column: str) -> dict[str, float | None]:
+    """Mean, sample std and 95 % t-interval (in %) of a fractions column over the rows that have it."""
+    m = mean_interval([100 * v for v in frame[column].drop_nulls().to_list()] if column in frame.columns else [])
+    return {"mean": m.mean, "std": m.std, "low": m.low, "high": m.high}
+
+
+def _prefixed(key: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{key}_{k}": v for k, v in values.items()}
+
+
+def adjust_family(rows: list[dict[str, Any]]) -> None:
+    """Holm-adjust the p-values of the table's gains together (one family), in place."""
+    cells = [(r, key) for r in rows if r["row"] == "gain" for key in ("acc", "mca")]
+    p = [r[f"{key}_p"] for r, key in cells]
+    m = family_size(p)
+    for (r, key), adjusted in zip(cells, holm(p)):
+        r[f"{key}_p_holm"] = adjusted
+        r["m"] = m if m else None
 
 
 def best_row(
@@ -129,16 +154,14 @@ def best_row(
 ) -> dict[str, Any]:
     """The best config: its shown numbers over its seeds, flagged when below the majority-class rate."""
     what = describe(best.filter(pl.col("trial_id") == ids[0]).row(0, named=True), study, budget)
-    (acc, acc_std), (mca, mca_std) = _pct_stats(best, shown.acc), _pct_stats(best, shown.mca)
+    acc, mca = _pct_stats(best, shown.acc), _pct_stats(best, shown.mca)
     return _row(
         "best",
         f"best config ({what})" if what else "best trial",
         n=best.height,
-        acc_mean=acc,
-        acc_std=acc_std,
-        mca_mean=mca,
-        mca_std=mca_std,
-        note=_flag(acc, mca, ref),
+        **_prefixed("acc", acc),
+        **_prefixed("mca", mca),
+        note=_flag(acc["mean"], mca["mean"], ref),
         trial_ids=", ".join(ids),
     )
 
@@ -167,7 +190,7 @@ def reference_rows(ref: Reference) -> list[dict[str, Any]]:
 def baseline_rows(
     trials: pl.DataFrame, study: dict[str, Any], shown: Shown, budget: str | None, ref: Reference | None
 ) -> list[dict[str, Any]]:
-    """Each baseline at each budget: mean ± std over its seeds, flagged when below the majority-class rate."""
+    """Each baseline at each budget: mean, std and interval over its seeds, flagged when below the majority-class rate."""
     rows = []
     for b in baseline_table(trials, study, shown, budget).iter_rows(named=True):
         at = (
@@ -180,10 +203,7 @@ def baseline_rows(
                 "baseline",
                 f"baseline {b['baseline']}{at}",
                 n=b["n"],
-                acc_mean=b["acc_mean"],
-                acc_std=b["acc_std"],
-                mca_mean=b["mca_mean"],
-                mca_std=b["mca_std"],
+                **{f"{m}_{s}": b[f"{m}_{s}"] for m in ("acc", "mca") for s in ("mean", "std", "low", "high")},
                 note=_flag(b["acc_mean"], b["mca_mean"], ref),
                 trial_ids=b["trial_ids"],
             )
@@ -194,14 +214,14 @@ def baseline_rows(
 def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) -> dict[str, Any]:
     """The best config's gain over the trials ``base`` of the baseline ``name`` (at the best config's budget, which
     ``name`` may say):
-    the difference of their means, in points, with a paired t-test of the seeds both ran when the best config
-    has several seeds."""
+    the difference of their means, in points; with a paired t-test of the seeds both ran when the best config
+    has several seeds, the mean paired difference, its t-interval and its p."""
     label = f"gain over {name} (pp)"
     if not base.height:
         return _row("gain", label, note=f"no baseline trial of {name}: no gain")
     out = _row("gain", label)
     for key, column in (("acc", shown.acc), ("mca", shown.mca)):
-        mine, theirs = _pct_stats(best, column)[0], _pct_stats(base, column)[0]
+        mine, theirs = _pct_stats(best, column)["mean"], _pct_stats(base, column)["mean"]
         out[f"{key}_mean"] = None if mine is None or theirs is None else mine - theirs
         if best.height > 1 and column in best.columns:
             pairs = (
@@ -210,7 +230,10 @@ def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) ->
                 .drop_nulls()
             )
             test = paired_t_test(pairs["a"].to_list(), pairs["b"].to_list())
-            out |= {f"{key}_t": test.t, f"{key}_p": test.p} | ({"n": test.n} if key == "acc" else {})
+            out |= {f"{key}_t": test.t, f"{key}_p": test.p, f"{key}_sd_diff": test.sd_diff}
+            out |= {"n": test.n} if key == "acc" else {}
+            if test.p is not None:  # the gain of the paired seeds: their mean difference and its interval
+                out |= {f"{key}_mean": test.mean_diff, f"{key}_low": test.low, f"{key}_high": test.high}
     if best.height < 2:
         out["note"] = ONE_SEED
     elif (out["n"] or 0) < 2:
@@ -221,7 +244,12 @@ def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) ->
 
 
 def summary_notes(out: Summary) -> list[str]:
-    notes = [f"numbers: {out.shown.what} of each trial, in %; mean ± sample std over seeds"]
+    notes = [
+        f"numbers: {out.shown.what} of each trial, in %; mean [{100 * CONFIDENCE:.0f} % t-interval] over seeds (Student's "
+        "t with n - 1 degrees of freedom: at 3-10 seeds a bootstrap's interval is too narrow); a gain is the mean "
+        "paired difference over the shared seeds with its t-interval, its p from a two-sided paired t-test, "
+        "Holm-adjusted over the table's gains (p (Holm, m = N)); the words follow the adjusted p"
+    ]
     if out.shown.note:
         notes.append(out.shown.note)
     notes.append(
@@ -235,26 +263,54 @@ def summary_notes(out: Summary) -> list[str]:
     return notes
 
 
+def gain_text(r: dict[str, Any], key: str) -> str:
+    """A gain for reading: ``+5.0 [+2.5, +7.5] (p 0.013; p (Holm, m = 2) 0.026: significant)``."""
+    if r[f"{key}_mean"] is None:
+        return "–"
+    text = mean_ci(r[f"{key}_mean"], r[f"{key}_low"], r[f"{key}_high"], sign=True)
+    p = p_value(r[f"{key}_p"])
+    if not p:
+        return text
+    adjusted = r[f"{key}_p_holm"]
+    return f"{text} (p {p}; p (Holm, m = {r['m']}) {p_value(adjusted)}: {verdict(adjusted)})"
+
+
+def power_text(r: dict[str, Any], key: str = "acc", min_effect: float | None = None) -> str:
+    """The seeds a paired test of a gain row needs at 80 % power: for the observed gain, and for ``min_effect``
+    (points) when given; empty without a paired spread."""
+    sd, gain = r.get(f"{key}_sd_diff"), r.get(f"{key}_mean")
+    if sd is None or gain is None or not sd > 0:
+        return ""
+    parts = []
+    observed = seeds_needed(gain, sd)
+    if observed is not None:
+        parts.append(f"{observed} to detect the observed {gain:+.1f} points")
+    if min_effect is not None:
+        parts.append(f"{seeds_needed(min_effect, sd)} to detect report.min_effect = {min_effect:g} points")
+    return (
+        f"seeds for {100 * POWER:.0f} % power (paired t-test, alpha 0.05, from the paired sd {sd:.1f} points over "
+        f"{r['n']} seeds): " + "; ".join(parts)
+    )
+
+
 def display(table: pl.DataFrame) -> pl.DataFrame:
-    """The summary for reading: mean ± std, signed gains with their p-values."""
+    """The summary for reading: means with their 95 % intervals, signed gains with their intervals and p-values
+    (raw and Holm-adjusted, with the verdict of the adjusted one)."""
 
     def cell(r: dict[str, Any], key: str) -> str:
         if r["row"] != "gain":
-            return pm(r[f"{key}_mean"], r[f"{key}_std"])
-        if r[f"{key}_mean"] is None:
-            return "–"
-        p = p_value(r[f"{key}_p"])
-        return f"{r[f'{key}_mean']:+.1f}" + (f" (p {p})" if p else "")
+            return mean_ci(r[f"{key}_mean"], r[f"{key}_low"], r[f"{key}_high"])
+        return gain_text(r, key)
 
     rows = [
         {
             "": r["name"],
             "Seeds": r["n"],
-            "Test accuracy (%)": cell(r, "acc"),
-            "Test mean class acc. (%)": cell(r, "mca"),
+            ACC_HEADER: cell(r, "acc"),
+            MCA_HEADER: cell(r, "mca"),
             "Note": r["note"] or "",
         }
         for r in table.iter_rows(named=True)
     ]
-    schema = {"": pl.String, "Seeds": pl.Int64, "Test accuracy (%)": pl.String, "Test mean class acc. (%)": pl.String}
+    schema = {"": pl.String, "Seeds": pl.Int64, ACC_HEADER: pl.String, MCA_HEADER: pl.String}
     return pl.DataFrame(rows, schema=schema | {"Note": pl.String})

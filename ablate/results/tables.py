@@ -21,13 +21,14 @@ from typing import Any
 import polars as pl
 
 from ablate.config.compose import BASELINE as BASELINE_KEY
-from ablate.config.compose import REPEAT, TRIAL_INDEX, VARIANT, compose_config
+from ablate.config.compose import CONFIRMS, REPEAT, TRIAL_INDEX, VARIANT, compose_config
 from ablate.config.metrics import AT_BEST_VAL, ORACLE, TEST_METRICS, VAL_METRICS
 from ablate.config.params import flatten
 from ablate.results.records import (
     BASELINE,
     COMPLETE,
     CONFIG_KEY,
+    CONFIRM,
     DEVICE_KEY,
     DIVERGED,
     EPOCHS_FILE,
@@ -168,7 +169,8 @@ def trial_row(trial: TrialRecord, study: dict[str, Any]) -> dict[str, Any]:
         "role": trial.role,
         "baseline": trial.sampled.get(BASELINE_KEY) if trial.role == BASELINE else None,
         "variant": trial.sampled.get(VARIANT),
-        "repeat": int(trial.sampled.get(REPEAT if trial.role == BASELINE else TRIAL_INDEX, 0)),
+        "confirms": trial.sampled.get(CONFIRMS) if trial.role == CONFIRM else None,
+        "repeat": int(trial.sampled.get(TRIAL_INDEX if trial.role == SEARCH else REPEAT, 0)),
         "epochs_done": len(trial.epochs),
         "node_id": last.get(NODE_KEY),
         "hostname": last.get(HOST_KEY),
@@ -219,10 +221,10 @@ def write_parquet(frame: pl.DataFrame, storage: Storage, name: str) -> None:
 
 
 def collect(storage: Storage | str, study: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read the study's experiments (the search, then its baselines); write ``trials.parquet`` and
-    ``epochs.parquet`` in the study folder ``storage``."""
+    """Read the study's experiments (the search, its baselines, its confirmation trials); write ``trials.parquet``
+    and ``epochs.parquet`` in the study folder ``storage``."""
     storage = storage if isinstance(storage, Storage) else Storage(storage)
-    trials = read_experiment(storage, SEARCH) + read_experiment(storage, BASELINE)
+    trials = [t for role in (SEARCH, BASELINE, CONFIRM) for t in read_experiment(storage, role)]
     trial_frame, epoch_frame = build_tables(trials, study)
     write_parquet(trial_frame, storage, TRIALS_FILE)
     write_parquet(epoch_frame, storage, EPOCHS_FILE)

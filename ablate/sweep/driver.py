@@ -3,8 +3,10 @@
 Everything that can be checked is checked before Ray starts: the study file, the name, the storage, the address
 of a cluster, the data and every split the trials can ask for. The study folder (``STORAGE/NAME``, a folder or
 a URI) is locked while a driver runs it. The data set is decoded once and put into Ray's object store; the
-search runs as one Ray Tune experiment (``ray/``) and the study's baselines as a second one
-(``ray_baselines/``), each trial with its CPUs or its share of a GPU. ``trials.parquet`` and ``epochs.parquet``
+search runs as one Ray Tune experiment (``ray/``), the study's baselines as a second one (``ray_baselines/``)
+and, when the study has baselines, the best searched config re-run on the baselines' seeds it has not run as a
+third (``ray_confirm/``, role confirm: so its gain is paired over every baseline seed), each trial with its CPUs
+or its share of a GPU; each experiment resumes with ``--resume``. ``trials.parquet`` and ``epochs.parquet``
 are then written from what the trials recorded, after the run and again after ``--resume``; a summary puts the
 best trial beside chance, the majority class and the baselines.
 
@@ -32,15 +34,26 @@ from typing import Any
 import polars as pl
 
 from ablate.cli import add_set_option, guarded
+from ablate.config.compose import CONFIRMS, REPEAT, TRIAL_INDEX
 from ablate.config.params import flatten
 from ablate.config.plugins import refusing_plugins
-from ablate.config.study import Study, check_name, load_study
+from ablate.config.study import Study, check_name, load_study, trial_config
 from ablate.data import check_split, load_data
 from ablate.errors import AblateError, ConfigError
 from ablate.io import make_writable_folder
-from ablate.results.records import BASELINE, CHECKPOINT_FILE, ERROR, EXPERIMENTS, RANKED, SEARCH, STUDY_FILE
+from ablate.results.records import (
+    BASELINE,
+    CHECKPOINT_FILE,
+    COMPLETE,
+    CONFIRM,
+    ERROR,
+    EXPERIMENTS,
+    RANKED,
+    SEARCH,
+    STUDY_FILE,
+)
 from ablate.results.storage import Storage, is_uri
-from ablate.sweep.baselines import baseline_points, reference, split_sections
+from ablate.sweep.baselines import SEED, baseline_points, baseline_seeds, reference, split_sections
 from ablate.sweep.interrupt import catch_interrupt
 from ablate.sweep.lock import StudyLock
 from ablate.sweep.search import make_baseline_search, make_scheduler, make_search_alg, ray_param_space, search_trials
@@ -141,6 +154,7 @@ def study_record(study: Study, test_reference: dict[str, Any]) -> dict[str, Any]
         "baselines": list(study.baselines),
         "baseline_seeds": study.baseline_seeds,
         "baseline_configs": study.baselines,
+        "report": study.report,
         "reference": test_reference,
     }
     return json.loads(json.dumps(record, default=str))  # as it reads back from the file
@@ -403,7 +417,7 @@ def build_tuner(
             reuse_actors=True,
         )
         space = {} if optuna else ray_param_space(study)
-    else:  # the baselines: every point once, never stopped early
+    else:  # the baselines and the confirmation trials: every point once, never stopped early
         search_alg, space = make_baseline_search(points, study.search["max_concurrent"])
         tune_config = tune.TuneConfig(
             metric=study.search["metric"],
@@ -423,6 +437,37 @@ def build_tuner(
             verbose=1,
         ),
     )
+
+
+# ---- the confirmation trials -------------------------------------------------------------------------------
+
+
+def confirm_points(study: Study, folder: Storage, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The confirmation trials: the best searched config (``ablate.results.selection``'s ranking, on the search's
+    finished trials) at each baseline seed that it has no complete search trial of (seeded, a rerun would repeat
+    it). Each point is the best trial's sampled values with that seed; ``confirms`` names the best trial."""
+    if not study.search["confirm"] or not study.baselines:
+        return []
+    from ablate.results.selection import best_config
+    from ablate.results.tables import build_tables, read_experiment
+
+    searched = read_experiment(folder, SEARCH)
+    trials, _ = build_tables(searched, record)
+    ids = best_config(trials, record) if trials.height else []
+    if not ids:
+        return []
+    done = trials.filter(pl.col("trial_id").is_in(ids) & (pl.col("status") == COMPLETE))
+    ran = set(done[SEED].to_list()) if SEED in done.columns else set()
+    sampled = next(t.sampled for t in searched if t.trial_id == ids[0])
+    values = {k: v for k, v in sampled.items() if k != TRIAL_INDEX}
+    points = [
+        {**values, SEED: seed, REPEAT: repeat, CONFIRMS: ids[0]}
+        for repeat, seed in enumerate(baseline_seeds(study))
+        if seed not in ran
+    ]
+    for point in points:
+        trial_config(study.base, study.variants, point, study.baselines)  # resolves, as the search's trial did
+    return points
 
 
 # ---- the command ------------------------------------------------------------------------------------------
@@ -516,9 +561,11 @@ def prepare(
 
         try:
             resources, each = fit_resources(study.resources)
+            confirm = study.search["confirm"] and points
+            then = " (then the best config on the baseline seeds it lacks)" if confirm else ""
             print(
-                f"study {study.name}: {search_trials(study)} trial(s) and {len(points)} baseline trial(s), {each}; "
-                f"results in {folder}",
+                f"study {study.name}: {search_trials(study)} trial(s) and {len(points)} baseline trial(s){then}, "
+                f"{each}; results in {folder}",
                 flush=True,
             )
             if not args.resume:
@@ -527,9 +574,15 @@ def prepare(
             running = True
             data_ref = ray.put(to_shared(faces))  # once; every trial reads it from the object store
             with catch_interrupt() as interrupt:
-                for role, expected in ((SEARCH, search_trials(study)), (BASELINE, len(points))):
+                for role in (SEARCH, BASELINE, CONFIRM):
+                    planned = {BASELINE: points, CONFIRM: []}.get(role)
+                    if role == CONFIRM and not interrupt.requested:
+                        planned = confirm_points(study, folder, record)
+                        if planned:
+                            print(f"confirmation: the best config on {len(planned)} more seed(s)", flush=True)
+                    expected = search_trials(study) if role == SEARCH else len(planned)
                     if expected and not interrupt.requested:
-                        grid = build_tuner(study, folder, role, data_ref, resources, points, args.resume).fit()
+                        grid = build_tuner(study, folder, role, data_ref, resources, planned, args.resume).fit()
                         if grid.num_terminated + grid.num_errors < expected:  # Tune stopped early on its own
                             interrupt.requested = True
             if interrupt.requested:

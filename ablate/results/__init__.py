@@ -1,0 +1,1 @@
+"""A study's results: records, the Parquet tables, selection, statistics, the summary. No torch."""
