@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from ablate.components import Context, StepBatch
 from ablate.components.leaf_pseudo_label import LeafPseudoLabel, decoupled_loss, leaf_unlabeled_loss
 from ablate.errors import ConfigError
 from ablate.models import GatedMixture, LeafHead, build_model, resolve_model_section
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 
 # Two faces, seven classes. The averaged weak logits are log p, so the softmax gives p back.
 P_A = [0.6, 0.35, 0.02, 0.01, 0.01, 0.005, 0.005]  # c_2 = 0.95 >= 0.9 at once: one positive, class 0
@@ -192,3 +195,40 @@ def test_leaf_head_shapes_on_every_backbone(name, dim):
 def test_leaf_head_refuses_more_routes_than_experts():
     with pytest.raises(ConfigError, match="moe_k"):
         resolve_model_section({"head": "leaf", "moe_experts": 2, "moe_k": 3})
+
+
+# ---- the presets ------------------------------------------------------------------------------------------------
+
+
+def _preset(name: str) -> dict:
+    from ablate.config.params import flatten, load_yaml
+    from ablate.config.run import resolve_config
+
+    return flatten(resolve_config(load_yaml(PRESETS / f"{name}.yaml")))
+
+
+def _changes(a: dict, b: dict) -> dict:
+    return {key: b.get(key) for key in a.keys() | b.keys() if a.get(key) != b.get(key)}
+
+
+def test_leaf_presets_are_adacms_with_leafs_two_additions_and_its_own_settings():
+    """leaf.yaml = adacm.yaml + the head + the decoupled loss + LEAF's 1600 steps and 14 labels per class
+    (Code_LEAF/main.py:50,52); leaf_fast.yaml = adacm_fast.yaml + the head + the decoupled loss."""
+    assert _changes(_preset("adacm"), _preset("leaf")) == {
+        "model.head": "leaf",
+        "components.pseudo_label.enabled": False,
+        "components.leaf_pseudo_label.enabled": True,
+        "trainer.steps_per_epoch": 1600,
+        "data.labels": None,
+        "data.labels_per_class": 14,
+    }
+    assert _changes(_preset("adacm_fast"), _preset("leaf_fast")) == {
+        "model.head": "leaf",
+        "components.pseudo_label.enabled": False,
+        "components.leaf_pseudo_label.enabled": True,
+    }
+    leaf = _preset("leaf")
+    assert {k: leaf[k] for k in ("model.moe_experts", "model.moe_k", "model.moe_noise", "model.moe_shared")} == {
+        "model.moe_experts": 8, "model.moe_k": 1, "model.moe_noise": True, "model.moe_shared": True,
+    }  # fmt: skip
+    assert leaf["components.leaf_pseudo_label.mask"] == "official"

@@ -107,18 +107,20 @@ class LeafPseudoLabel(Component):
     needs = ("policy",)
     grad_views = frozenset({"strong"})
     params = {
-        "max_k": Param(3, "most positive classes per face (temp_k=3, main.py:486)", low=1),
+        "max_k": Param(3, "most positive classes per face (LEAF: temp_k=3, zfkarl/LEAF Code_LEAF/main.py:486)", low=1),
         "cumulative": Param(
-            0.9, "cumulative probability that ends the positives, read one class past them (threshold=0.90, "
-            "main.py:486,508)", low=0.0, high=1.0, open_low=True,
+            0.9, "cumulative probability that ends the positives, read one class past them (LEAF: threshold=0.90, "
+            "Code_LEAF/main.py:486,508)", low=0.0, high=1.0, open_low=True,
         ),
         "weighting": Param(
-            "concave", "the confidence weight: concave (main.py:486,517-520), linear or convex (main.py:511-516)",
+            "concave",
+            "the confidence weight: concave (LEAF, Code_LEAF/main.py:486,517-520), linear or convex (main.py:511-516)",
             choices=("concave", "linear", "convex"),
         ),
         "mask": Param(
-            "official", "official: the policy's mask scales the batch-mean loss (main.py:307-311); per_sample: it "
-            "weighs each face's loss", choices=("official", "per_sample"),
+            "official", "official: the policy's mask scales the batch-mean loss (LEAF, Code_LEAF/main.py:307-311); "
+            "per_sample: it weighs each face's loss (the loss is rescaled by CE / mean(loss x weight) in both)",
+            choices=("official", "per_sample"),
         ),
     }
     reports = ("leaf_positives", "leaf_weight")

@@ -37,7 +37,7 @@ SUMMARY_KEYS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ablate.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion")
+    parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion, leaf")
     add_set_option(parser, "config")
     parser.add_argument("--out", help="the run folder (default runs/<config>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
