@@ -9,13 +9,17 @@ globally average-pooled feature:
   pooled)), logits = Linear(f) with a bias and no temperature, feature = f. The classifier reads a unit vector, so
   |logit_k| <= ||W_k|| + |b_k| whatever the image: the logits (and so the confidence the margins compare) are
   bounded by the classifier's weights.
+- ``leaf``: LEAF's head (``LeafHead``; zfkarl/LEAF ``Code_LEAF/models/backbone.py:37-49``): Dropout(pooled), a
+  "semantic" gated mixture of experts, L2-normalise (the returned feature), an "instance" mixture, then the Linear
+  classifier; its ``model.moe_*`` parameters act only under this head.
 
 A registered model builder takes ``(num_classes, dropout=..., head=...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +41,11 @@ MODEL_PARAMS = {
     "name": Param("small_cnn", "backbone: small_cnn (fast on CPU) or resnet18"),
     "head": Param(
         "linear",
-        "the classifier head: linear (a Linear on the pooled feature) or normalized (Ada-CM, models/backbone.py:23-32: "
-        "pool, Dropout, L2-normalise, Linear with bias; the returned feature is the classifier's input)",
-        choices=("linear", "normalized"),
+        "the classifier head: linear (a Linear on the pooled feature), normalized (Ada-CM, models/backbone.py:23-32: "
+        "pool, Dropout, L2-normalise, Linear with bias; the returned feature is the classifier's input) or leaf "
+        "(LEAF, zfkarl/LEAF Code_LEAF/models/backbone.py:37-49: pool, Dropout, semantic mixture of experts, "
+        "L2-normalise (the returned feature), instance mixture, Linear; see model.moe_*)",
+        choices=("linear", "normalized", "leaf"),
     ),
     "dropout": Param(
         0.0,
@@ -54,6 +60,20 @@ MODEL_PARAMS = {
         "models/backbone.py:18-19); a path every node can read",
         kind=str,
     ),
+    **{key: param.replace(when=("head", "leaf")) for key, param in {
+        "moe_experts": Param(8, "LEAF head: experts per mixture (num_experts=8, Code_LEAF/models/backbone.py:28-29); "
+                             "the gates' load-balancing loss the official code computes (backbone.py:503-508) is "
+                             "never added to its loss, so it is not computed here", low=1),
+        "moe_k": Param(1, "LEAF head: experts each face is routed to, the top-k of the gate logits; at most "
+                       "moe_experts (k=1, Code_LEAF/models/backbone.py:28-29,478-481)", low=1),
+        "moe_noise": Param(True, "LEAF head: noisy gating in train mode: N(0, softplus(x W_noise) + 0.01) added to the "
+                           "gate logits; eval mode routes on the clean logits (noisy_gating=True, "
+                           "Code_LEAF/models/backbone.py:28-29,468-475,503)"),
+        "moe_shared": Param(True, "LEAF head: every expert slot of a mixture holds one and the same residual expert, "
+                            "as the official Instance_MoE does ([self.expert for i in range(num_experts)], "
+                            "Code_LEAF/models/backbone.py:382-384), so routing cannot change the output; false: "
+                            "independent experts"),
+    }.items()},
 }
 
 
@@ -81,18 +101,102 @@ class NormalizedHead(LinearHead):
         return self.fc(feature), feature
 
 
-HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "normalized": NormalizedHead}
+class ResidualExpert(nn.Module):
+    """LEAF's expert (ResExpert, Code_LEAF/models/backbone.py:517-532): x + Linear(ReLU(Linear(x))), hidden d // 2."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc(x)
+
+
+class GatedMixture(nn.Module):
+    """LEAF's sparsely gated mixture of experts (Instance_MoE, Code_LEAF/models/backbone.py:357-515).
+
+    Gate logits x @ W_gate (W_gate [d, E] starts at zero, as W_noise does: backbone.py:388-389), plus, in train mode
+    with ``noise``, N(0, 1) * (softplus(x @ W_noise) + 0.01) (backbone.py:468-475). Each face goes to its top-k
+    experts with gates softmax(top-k logits) (backbone.py:478-484), and the experts' outputs are mixed in log
+    space, y = log sum_j g_j exp(expert_j(x)) (SparseDispatcher.combine, backbone.py:165-189); here as a
+    logsumexp, which equals the official exp / log round trip wherever that neither overflows (outputs > 88) nor
+    hits its eps floor (outputs < -36).
+
+    What the official code computes and never uses, and ablate therefore skips: the load-balancing loss
+    (cv_squared of the gates' importance and load times 1e-2, backbone.py:503-508) is never returned nor added to
+    the training loss. Consequences of the official choices (k=1, shared experts, nothing but the loss of the
+    output training the gate): the one gate value is softmax of one logit = 1, so W_gate and W_noise get zero
+    gradient and stay at zero; training routes each face to a uniformly random expert (the noise alone), eval mode
+    to whichever topk returns among equal logits; with ``shared`` every expert is the same module, so the mixture
+    is one residual MLP whatever the routing. The official EMA walks state_dict(), where the shared expert appears
+    once per slot, so its teacher copy is updated 8 times per step (decay 0.999^8) and its student decayed 8
+    times; ablate updates each tensor once.
+    """
+
+    def __init__(self, dim: int, experts: int = 8, k: int = 1, noise: bool = True, shared: bool = True):
+        super().__init__()
+        if not 1 <= k <= experts:
+            raise ConfigError(f"model.moe_k: {k} must be between 1 and model.moe_experts ({experts})")
+        self.k, self.noise, self.shared = k, noise, shared
+        one = ResidualExpert(dim)
+        self.experts = nn.ModuleList([one if shared else ResidualExpert(dim) for _ in range(experts)])
+        self.w_gate = nn.Parameter(torch.zeros(dim, experts))
+        self.w_noise = nn.Parameter(torch.zeros(dim, experts))
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each face's top-k experts [B, k] and their gates [B, k] (softmax over the k chosen logits)."""
+        logits = x @ self.w_gate
+        if self.noise and self.training:
+            logits = logits + torch.randn_like(logits) * (F.softplus(x @ self.w_noise) + 0.01)
+        top, index = logits.topk(self.k, dim=1)
+        return index, top.float().softmax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index, gates = self.route(x)
+        if self.shared:
+            chosen = self.experts[0](x).float().unsqueeze(1).expand(-1, self.k, -1)
+        else:  # every expert on every face ([B, E, d]), then each face's k: no data-dependent shapes, no host sync
+            every = torch.stack([expert(x) for expert in self.experts], dim=1).float()
+            chosen = every.gather(1, index.unsqueeze(2).expand(-1, -1, every.shape[2]))
+        return torch.logsumexp(chosen + gates.log().unsqueeze(2), dim=1)
+
+
+class LeafHead(nn.Module):
+    """LEAF's head (ResNet_18.forward, Code_LEAF/models/backbone.py:37-49): pool, Dropout, the semantic mixture,
+    L2-normalise (the feature returned for the contrastive loss), the instance mixture, Linear with bias.
+
+    Both mixtures are Instance_MoE in the official model (backbone.py:28-29): residual experts, not the 8 linear
+    experts of the Semantic_MoE class, which is defined (backbone.py:201-355) but never built. Works on any
+    backbone: the experts take the pooled feature's dimension."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float, experts: int = 8, k: int = 1,
+                 noise: bool = True, shared: bool = True):  # fmt: skip
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.semantic = GatedMixture(in_features, experts, k, noise, shared)
+        self.instance = GatedMixture(in_features, experts, k, noise, shared)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = torch.flatten(F.adaptive_avg_pool2d(fmap, 1), 1)
+        feature = F.normalize(self.semantic(self.dropout(pooled)), dim=1)
+        return self.fc(self.instance(feature)), feature
+
+
+HEADS: dict[str, Callable[..., nn.Module]] = {"linear": LinearHead, "normalized": NormalizedHead, "leaf": LeafHead}
 
 
 class Classifier(nn.Module):
     """A feature-map backbone followed by the head ``head`` names."""
 
-    def __init__(self, backbone: nn.Module, out_features: int, num_classes: int, dropout: float, head: str = "linear"):
+    def __init__(self, backbone: nn.Module, out_features: int, num_classes: int, dropout: float,
+                 head: str | Callable[..., nn.Module] = "linear"):  # fmt: skip
         super().__init__()
-        if head not in HEADS:
+        if not callable(head) and head not in HEADS:
             raise ConfigError(f"model.head: unknown head {head!r}; allowed: {', '.join(HEADS)}")
         self.backbone = backbone
-        self.head = HEADS[head](out_features, num_classes, dropout)
+        # A head is a name, or (build_model) a head class with its options bound: (in, classes, dropout) -> module.
+        self.head = (head if callable(head) else HEADS[head])(out_features, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[-1] < MIN_SIDE or x.shape[-2] < MIN_SIDE:
@@ -193,12 +297,18 @@ def resolve_model_section(given: Mapping[str, Any] | None, base_dir: Path | None
     if model["weights"] is not None:
         weights = Path(model["weights"]).expanduser()
         model["weights"] = str(weights if weights.is_absolute() else (base_dir or Path.cwd()) / weights)
+    if model["head"] == "leaf" and model["moe_k"] > model["moe_experts"]:
+        raise ConfigError(f"model.moe_k: {model['moe_k']} is more than model.moe_experts ({model['moe_experts']})")
     return model
 
 
 def build_model(section: Mapping[str, Any], num_classes: int) -> Classifier:
     """The model a resolved ``model`` section describes; ``weights`` optionally loads a backbone state dict."""
-    model = MODELS.get(section["name"])(num_classes, dropout=section["dropout"], head=section["head"])
+    head = section["head"]
+    if head == "leaf":
+        options = {key.removeprefix("moe_"): section[key] for key in MODEL_PARAMS if key.startswith("moe_")}
+        head = functools.partial(LeafHead, **options)
+    model = MODELS.get(section["name"])(num_classes, dropout=section["dropout"], head=head)
     if section["weights"]:
         load_backbone_weights(model, section["weights"])
     return model

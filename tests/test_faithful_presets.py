@@ -156,7 +156,10 @@ def faces():
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in PRESETS.glob("*.yaml")))
 def test_every_preset_trains_an_epoch(faces, name):
-    history = Trainer(resolved_preset(name, TINY), faces).fit()
+    tiny = TINY
+    if "labels_per_class" in load_yaml(PRESETS / f"{name}.yaml")["data"]:  # leaf's 14: the tiny set has 14 fear faces
+        tiny = merge(TINY, {"data": {"labels_per_class": 10}})
+    history = Trainer(resolved_preset(name, tiny), faces).fit()
     assert len(history) == 1 and 0.0 <= history[0]["test_acc"] <= 1.0
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import polars as pl
 
-from ablate.results.selection import Shown, finished
-from ablate.results.stats import mean_interval
 from ablate.results.layout import baseline_names, budget_key, class_names
 from ablate.results.records import BASELINE
+from ablate.results.selection import Shown, finished
+from ablate.results.stats import mean_interval
 
 SUPERVISED = "supervised"  # the baseline every gain is measured against, when the study ran it
 BELOW_MAJORITY = "below the majority-class rate: not a result"

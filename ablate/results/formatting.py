@@ -1,4 +1,5 @@
-"""Numbers as text: mean ± std, means with their intervals, signed gains, p-values, and tables as Markdown (polars' own Markdown layout)."""
+"""Numbers as text: mean ± std, means with their intervals, signed gains, p-values, and tables as Markdown (polars' own
+Markdown layout)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,15 @@ from ablate.results.baselines import (
     reference_rung,
 )
 from ablate.results.formatting import mean_ci, p_value
+from ablate.results.layout import (
+    baseline_names,
+    budget_key,
+    budget_label,
+    format_budget,
+    pair_columns,
+    pair_expr,
+    tuned_keys,
+)
 from ablate.results.selection import Ranking, Shown, confirmed_config, ranking, shown_numbers
 from ablate.results.stats import (
     CONFIDENCE,
@@ -37,15 +46,6 @@ from ablate.results.stats import (
     paired_t_test,
     seeds_needed,
     verdict,
-)
-from ablate.results.layout import (
-    baseline_names,
-    budget_key,
-    budget_label,
-    format_budget,
-    pair_columns,
-    pair_expr,
-    tuned_keys,
 )
 
 SUMMARY_COLUMNS = {
@@ -190,7 +190,8 @@ def reference_rows(ref: Reference) -> list[dict[str, Any]]:
 def baseline_rows(
     trials: pl.DataFrame, study: dict[str, Any], shown: Shown, budget: str | None, ref: Reference | None
 ) -> list[dict[str, Any]]:
-    """Each baseline at each budget: mean, std and interval over its seeds, flagged when below the majority-class rate."""
+    """Each baseline at each budget: mean, std and interval over its seeds, flagged when below the majority-class
+    rate."""
     rows = []
     for b in baseline_table(trials, study, shown, budget).iter_rows(named=True):
         at = (
@@ -245,7 +246,8 @@ def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) ->
 
 def summary_notes(out: Summary) -> list[str]:
     notes = [
-        f"numbers: {out.shown.what} of each trial, in %; mean [{100 * CONFIDENCE:.0f} % t-interval] over seeds (Student's "
+        f"numbers: {out.shown.what} of each trial, in %; mean [{100 * CONFIDENCE:.0f} % t-interval] over seeds "
+        "(Student's "
         "t with n - 1 degrees of freedom: at 3-10 seeds a bootstrap's interval is too narrow); a gain is the mean "
         "paired difference over the shared seeds with its t-interval, its p from a two-sided paired t-test, "
         "Holm-adjusted over the table's gains (p (Holm, m = N)); the words follow the adjusted p"

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="A config file is code, as a Makefile is: its `plugins:` import Python files or modules. Run a file "
         "you did not write with --no-plugins, or read its plugins first.",
     )
-    parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion")
+    parser.add_argument("--config", help="a config file, or a preset name: supervised, fixmatch, adacm, lion, leaf")
     add_set_option(parser, "config")
     parser.add_argument("--out", help="the run folder (default runs/<config>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
