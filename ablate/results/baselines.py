@@ -48,7 +48,8 @@ def reference_levels(study: dict[str, Any], epochs: pl.DataFrame) -> Reference |
             chance = ref.get("chance", 1.0 / k)
             majority = ref.get("majority_class") or (names[top] if top is not None and top < len(names) else str(top))
             acc = ref.get("majority_test_acc")
-            acc = acc if acc is not None else counts[top] / sum(counts)
+            if acc is None:
+                acc = counts[top] / sum(counts) if top is not None else chance
             mca = ref.get("majority_test_mean_class_acc", 1.0 / k)
             return Reference(
                 k, 100 * chance, str(majority), 100 * acc, 100 * mca, sum(counts) or None, "study.json reference"

@@ -57,20 +57,20 @@ def shown_numbers(trials: pl.DataFrame, which: str = "val") -> Shown:
     if which not in WHICH:
         raise ValueError(f"which: expected one of {', '.join(WHICH)}, got {which!r}")
     if which == "last":
-        return Shown("last", *LAST, oracle=False, what="test at the last epoch")
-    oracle = Shown("oracle", *ORACLE, oracle=True, what=f"test at the best test epoch, an {ORACLE_LABEL}")
+        return Shown("last", LAST[0], LAST[1], oracle=False, what="test at the last epoch")
+    oracle = Shown("oracle", ORACLE[0], ORACLE[1], oracle=True, what=f"test at the best test epoch, an {ORACLE_LABEL}")
     if which == "oracle":
         return oracle
     if not all(c in trials.columns for c in AT_BEST_VAL):
         note = f"{PREDATES}: its trials have no {AT_BEST_VAL[0]}; showing the best test numbers, {ORACLE_LABEL}"
-        return Shown("val", *ORACLE, oracle=True, what=oracle.what, note=note)
+        return Shown("val", ORACLE[0], ORACLE[1], oracle=True, what=oracle.what, note=note)
     if trials.height and trials[AT_BEST_VAL[0]].null_count() == trials.height:
         note = (
             f"no trial has a validation-selected test number (no validation split: data.val_per_class 0); "
             f"showing the best test numbers, {ORACLE_LABEL}"
         )
-        return Shown("val", *ORACLE, oracle=True, what=oracle.what, note=note)
-    return Shown("val", *AT_BEST_VAL, oracle=False, what="test at the best-validation epoch")
+        return Shown("val", ORACLE[0], ORACLE[1], oracle=True, what=oracle.what, note=note)
+    return Shown("val", AT_BEST_VAL[0], AT_BEST_VAL[1], oracle=False, what="test at the best-validation epoch")
 
 
 def metric_column(metric: str) -> str:
@@ -237,7 +237,7 @@ def selected_epoch(trials: pl.DataFrame, epochs: pl.DataFrame, trial_id: str, sh
     if not rows.height:
         return None
     if shown.epoch_kind == "last":
-        return int(rows["epoch"].max())
+        return int(max(rows["epoch"].to_list()))
     if shown.epoch_kind == "val":
         row = trials.filter(pl.col("trial_id") == trial_id)
         if "best_val_epoch" in row.columns and row.height and row["best_val_epoch"][0] is not None:

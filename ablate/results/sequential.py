@@ -76,7 +76,12 @@ def decide(
     test = paired_t_test(a, b, confidence=1 - level)
     if test.p is not None and test.p < level:
         decision = "gain"
-    elif min_effect is not None and test.low is not None and test.high - test.low < min_effect:
+    elif (
+        min_effect is not None
+        and test.low is not None
+        and test.high is not None
+        and test.high - test.low < min_effect
+    ):
         decision = "narrow"
     elif n >= max_seeds:
         decision = "max"

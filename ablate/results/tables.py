@@ -109,15 +109,17 @@ def read_experiment(storage: Storage, role: str) -> list[TrialRecord]:
     records = []
     for trial in sorted(analysis.trials, key=_creation_index):
         error = trial.get_error() if trial.status == "ERROR" else None
+        path = trial.path
+        assert path is not None, trial  # a trial that Tune restored from its experiment always has its folder
         records.append(
             TrialRecord(
                 trial_id=trial.trial_id,
                 ray_status=trial.status,
                 role=role,
                 sampled=dict(trial.config),
-                epochs=read_epochs(experiment, trial.path),
+                epochs=read_epochs(experiment, path),
                 error=plain(error),
-                folder=trial.path.rstrip("/").rsplit("/", 1)[-1],
+                folder=path.rstrip("/").rsplit("/", 1)[-1],
             )
         )
     return records
