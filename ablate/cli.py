@@ -1,4 +1,4 @@
-"""What every ablate command shares, and the console command ``ablate run | train | report | params``.
+"""What every ablate command shares, and the console command ``ablate run | train | report | pretrain | params``.
 
 A user's mistake is one line on stderr and exit code 2, not a traceback (an error may carry its own
 ``exit_code``); a command that returns an exit code of its own (an int) exits with it. Each subcommand is the
@@ -21,6 +21,7 @@ COMMANDS = {
     "run": ("ablate.sweep.driver", (), "run a study on Ray Tune: ablate run --space search_spaces/lion.yaml"),
     "train": ("ablate.training.command", (), "one run without Ray: ablate train --config lion"),
     "report": ("ablate.report.command", (), "tables and figures of a results folder: ablate report results/lion"),
+    "pretrain": ("ablate.training.pretrain", (), "self-supervised pretraining of a backbone, cached for trials"),
     "params": ("ablate.training.command", ("--list-params",), "every config parameter, its default and its doc"),
 }
 

@@ -19,7 +19,7 @@ def test_defaults_fill_every_key_and_every_option():
     assert section == {
         "name": "synthfer",
         "path": None,
-        "options": {"seed": 0, "image_size": 64, "scale": 1.0},
+        "options": {"seed": 0, "image_size": 64, "scale": 1.0, "channel_order": "rgb"},
         "labels": 100,
         "labels_per_class": None,
         "label_fraction": None,
@@ -38,7 +38,7 @@ def test_synthfer_options_reach_the_results_columns():
 
 def test_a_given_option_keeps_its_value_and_ints_pass_for_floats():
     section = resolve_data_section({"options": {"scale": 1, "image_size": 32, "seed": 4}}, None)
-    assert section["options"] == {"seed": 4, "image_size": 32, "scale": 1.0}
+    assert section["options"] == {"seed": 4, "image_size": 32, "scale": 1.0, "channel_order": "rgb"}
     assert isinstance(section["options"]["scale"], float)
 
 
@@ -61,6 +61,7 @@ def test_file_source_options_are_filled():
         "use_cache": True,
         "test_fraction": 0.2,
         "test_seed": 0,
+        "channel_order": "rgb",
     }
 
 
@@ -76,7 +77,7 @@ def test_file_source_options_are_filled():
         ),
         (
             {"options": {"colour": 1}},
-            r"^data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale$",
+            r"^data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale, channel_order$",
         ),
         (
             {"name": "rafdb", "path": "/r", "options": {"test_seed": 1}},
@@ -149,4 +150,4 @@ def test_source_options_of_an_unknown_source_lists_the_known_ones():
 def test_source_label_names_the_path_or_the_rendered_source():
     assert source_label(resolve_data_section({"name": "rafdb", "path": "/data/raf"}, None)) == "/data/raf"
     label = source_label(resolve_data_section({"options": {"scale": 0.05}}, Path("/")))
-    assert label == "synthfer(seed=0, image_size=64, scale=0.05)"
+    assert label == "synthfer(seed=0, image_size=64, scale=0.05, channel_order='rgb')"

@@ -82,6 +82,7 @@ ADACM_FAST_CHANGES = {
     "model.head": "linear",
     "model.dropout": 0.0,
     "data.options.image_size": 64,  # synthfer's default size instead of 224
+    "data.options.channel_order": "rgb",
     "trainer.epochs": 10,
     "trainer.steps_per_epoch": 100,
     "trainer.batch_size": 32,

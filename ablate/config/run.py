@@ -107,6 +107,7 @@ def param_tables() -> list[tuple[str, str, dict[str, Param]]]:
             (f"data.options ({name})", f"the options of the {name} source", data.source_options(name))
             for name in data.DATASETS.names()
         ),
+        ("data.options (every source)", "options every source takes, after it loads", data.registry.COMMON_OPTIONS),
         ("model", "the backbone and its classifier head", parts().models.MODEL_PARAMS),
         ("trainer", "the loop, the optimiser and the device", TRAINER_PARAMS),
         ("augment", "the weak and strong views, made on the device", parts().augment.PARAMS),

