@@ -20,6 +20,7 @@ from ablate.components import (
 from ablate.components.contrastive import nt_xent
 from ablate.components.ema import ema_update
 from ablate.components.negative import (
+    Negative,
     candidate_sets,
     complementary_count,
     complementary_loss,
@@ -96,7 +97,9 @@ def _batch(logits_l, labels, probs_u, **kw):
 
 
 def test_threshold_component_starts_at_floor_and_updates_after_the_epoch():
-    hp = resolve_components({"threshold": {"enabled": True}, "supervised": {"enabled": True}})["threshold"]
+    hp = resolve_components(
+        {"threshold": {"enabled": True, "stats": "train_steps"}, "supervised": {"enabled": True}}
+    )["threshold"]
     comp = Threshold(hp, _ctx())
     assert comp.policy.thresholds().tolist() == pytest.approx([0.8] * 3)
     labeled = torch.tensor([[0.98, 0.01, 0.01], [0.96, 0.02, 0.02], [0.1, 0.1, 0.8]]).log()
@@ -110,7 +113,8 @@ def test_threshold_component_starts_at_floor_and_updates_after_the_epoch():
 
 def test_threshold_step_update_uses_a_running_window():
     hp = resolve_components(
-        {"threshold": {"enabled": True, "update": "step", "window": 2}, "supervised": {"enabled": True}}
+        {"threshold": {"enabled": True, "stats": "train_steps", "update": "step", "window": 2},
+         "supervised": {"enabled": True}}
     )["threshold"]
     comp = Threshold(hp, _ctx())
     probs_u = torch.full((2, 3), 1 / 3)
@@ -157,6 +161,24 @@ def test_labeled_eval_ema_statistics_come_from_the_teacher_on_the_labeled_set():
     assert asked == [("teacher", "labeled", "none")]
     assert comp.policy.thresholds().tolist() == pytest.approx([max(0.8, factor * 0.97), 0.8, 0.8], abs=1e-6)
     assert factor * 0.97 > 0.8 > factor * 0.7  # class 0 rises above the floor, class 1 stays on it
+
+
+def test_adaptive_policy_defaults_to_ada_cms_rule_the_teachers_pass_over_the_weakly_augmented_labeled_set():
+    """`policy: adaptive` alone is Ada-CM's rule (main.py:148): after epoch 2 the margins are the teacher's
+    labeled-set confidences, 0.97 * 0.98 / (1 + e^-2) = 0.8372 for class 0; the steps' predictions are ignored."""
+    hp = resolve_components({"threshold": {"enabled": True, "policy": "adaptive"}, "supervised": {"enabled": True}})
+    assert hp["threshold"]["stats"] == "labeled_eval_ema" and hp["threshold"]["stats_augment"] == "weak"
+    comp = Threshold(hp["threshold"], _ctx())
+    asked = []
+
+    def predict(model, subset, augment):
+        asked.append((model, subset, augment))
+        return torch.tensor([[0.98, 0.01, 0.01], [0.1, 0.1, 0.8]]), torch.tensor([0, 1])
+
+    comp.after_step(_batch(torch.tensor([[0.0, 9.0, 0.0]]), torch.tensor([1]), torch.full((1, 3), 1 / 3)), None)
+    comp.end_epoch(2, EpochView(predict))
+    assert asked == [("teacher", "labeled", "weak")]
+    assert comp.policy.thresholds().tolist() == pytest.approx([0.97 * 0.98 / (1 + math.exp(-2)), 0.8, 0.8], abs=1e-6)
 
 
 # ---- pseudo-label ---------------------------------------------------------------------------------------
@@ -240,6 +262,19 @@ def test_schedule_end_points():
     assert complementary_count("step", 0.3, 4.0, 7, start=2, step_epochs=2) == 4
     assert complementary_count("step", 1.0, 100.0, 7, start=2, step_epochs=2) == 6
     assert complementary_count("none", 0.0, 0.0, 7, start=1, step_epochs=1) == 6
+
+
+def test_linear_schedule_reaches_k_minus_1_at_the_last_step():
+    """K = 7, start 1, N = 7 steps (progress s / 7): 1 + floor(5 s / 6) = 1, 1, 2, 3, 4, 5, 6; the last step gets
+    all K - 1 = 6 complementary labels (without rescaling it would be 1 + floor(5 * 6 / 7) = 5)."""
+    hp = resolve_components({"negative": {"enabled": True}, "threshold": {"enabled": True},
+                             "supervised": {"enabled": True}})["negative"]  # fmt: skip
+    ctx = Context(num_classes=7, num_unlabeled=4, steps_per_epoch=7, epochs=1, device=torch.device("cpu"))
+    negative = Negative(hp, ctx)
+    probs = torch.full((1, 7), 1 / 7)
+    counts = [negative.label_sets(probs, s / 7, s / 7)[2] for s in range(7)]
+    assert counts == [1, 1, 2, 3, 4, 5, 6]
+    assert negative.label_sets(probs, 1.0, 1.0)[2] == 6  # the evaluation after the last epoch
 
 
 def test_complementary_labels_are_the_least_probable_outside_the_set():

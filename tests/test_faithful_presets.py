@@ -116,7 +116,8 @@ FIXMATCH_REFERENCE = {
     "trainer.momentum": 0.9,
     "trainer.nesterov": True,
     "trainer.weight_decay": 0.0005,
-    "trainer.schedule": "cosine",
+    "trainer.decay_bn_bias": False,  # google fixmatch.py:122; kekmodel train.py:243-249
+    "trainer.schedule": "cosine_7_16",  # google fixmatch.py:92-93; kekmodel train.py:43-55
     "trainer.batch_size": 64,
     "trainer.mu": 7,
     "components.threshold.policy": "fixed",
@@ -132,6 +133,10 @@ FIXMATCH_REFERENCE = {
     "augment.crop_p": 1.0,
     "augment.pad_mode": "reflect",
     "augment.pad_fraction": 0.125,
+    "augment.weak_views": 1,  # kekmodel train.py:368-370; google fixmatch.py:113
+    "augment.cutout": 0.5,
+    "augment.cutout_side": "fixed",  # kekmodel dataset/randaugment.py:219
+    "data.labeled_in_unlabeled": True,  # kekmodel dataset/cifar.py:91-92
 }
 
 
@@ -140,6 +145,93 @@ def test_fixmatch_preset_carries_the_reference_settings():
     assert {key: config[key] for key in FIXMATCH_REFERENCE} == FIXMATCH_REFERENCE
     assert config["trainer.epochs"] * config["trainer.steps_per_epoch"] == 2**20
     assert not config["components.contrastive.enabled"] and not config["components.negative.enabled"]
+
+
+# ---- FlexMatch, FreeMatch, SoftMatch: USB's settings ------------------------------------------------------
+
+# microsoft/Semi-supervised-learning at 1ef4cbe: config/classic_cv/<method>/<method>_cifar10_40_0.yaml, train.py,
+# semilearn/core/utils/build.py, semilearn/datasets/cv_datasets/cifar.py, semilearn/datasets/augmentation/
+USB_COMMON = {
+    "data.labeled_in_unlabeled": True,  # include_lb_to_ulb (train.py:151-156)
+    "trainer.epochs": 1024,
+    "trainer.steps_per_epoch": 1024,  # num_train_iter 2^20
+    "trainer.batch_size": 64,
+    "trainer.mu": 7,  # uratio
+    "trainer.optimizer": "sgd",
+    "trainer.lr": 0.03,
+    "trainer.momentum": 0.9,
+    "trainer.nesterov": True,  # build.py:183
+    "trainer.weight_decay": 0.0005,
+    "trainer.decay_bn_bias": False,  # bn_wd_skip (build.py:183,199-206)
+    "trainer.schedule": "cosine_7_16",  # build.py:217-241
+    "trainer.forward": "concat",  # use_cat
+    "trainer.precision": "fp32",  # amp False
+    "augment.weak_views": 1,
+    "augment.flip_p": 0.5,
+    "augment.crop_p": 1.0,
+    "augment.pad_fraction": 0.125,  # crop_ratio 0.875
+    "augment.pad_mode": "reflect",
+    "augment.strong_order": "geometry_first",
+    "augment.strong_ops": 3,  # RandAugment(3, 5) (cifar.py:55)
+    "augment.magnitude": None,
+    "augment.op_p": 1.0,
+    "augment.cutout": 0.5,
+    "augment.cutout_side": "uniform",  # augmentation/randaugment.py:200-201
+    "augment.cutout_fill": "adacm",  # (125, 123, 114), randaugment.py:138
+    "components.supervised.weight": 1.0,
+    "components.pseudo_label.weight": 1.0,  # ulb_loss_ratio
+    "components.ema.decay": 0.999,  # ema_m
+    "components.ema.buffers": "copy",  # core/utils/misc.py:157-158
+    "components.ema.student_decay": 0.0,
+    "components.ema.teacher_pseudo_labels": False,
+}
+USB_METHODS = {
+    "flexmatch": {
+        "components.threshold.policy": "flexmatch",
+        "components.threshold.tau": 0.95,  # p_cutoff
+        "components.threshold.flexmatch_warmup": True,  # thresh_warmup
+        "components.threshold.flexmatch_mapping": "convex",  # flexmatch/utils.py:53
+    },
+    "freematch": {
+        "components.threshold.policy": "freematch",
+        "components.threshold.freematch_ema": 0.999,  # ema_p
+        "components.fairness.enabled": True,
+        "components.fairness.weight": 0.001,  # ent_loss_ratio
+    },
+    "softmatch": {
+        "components.threshold.policy": "softmatch",
+        "components.threshold.softmatch_ema": 0.999,  # ema_p
+        "components.threshold.softmatch_n_sigma": 2.0,  # n_sigma
+        "components.threshold.softmatch_alignment": True,  # dist_align, dist_uniform
+    },
+}
+
+
+@pytest.mark.parametrize("method", sorted(USB_METHODS))
+def test_usb_presets_carry_usbs_settings(method):
+    config = flatten(resolved_preset(method))
+    expected = {**USB_COMMON, **USB_METHODS[method]}
+    assert {key: config[key] for key in expected} == expected
+    enabled = {key.split(".")[1] for key, value in config.items() if key.endswith(".enabled") and value}
+    losses = {"fairness"} if method == "freematch" else set()
+    assert enabled == {"supervised", "threshold", "pseudo_label", "ema"} | losses
+
+
+def test_threshold_study_variants_take_their_presets_policy_views_and_pool():
+    """search_spaces/threshold_policies.yaml is built on the presets: each variant's policy settings, weak views and
+    unlabeled pool are its preset's (its budget, optimiser and augmentation are the study's own)."""
+    raw = load_yaml(ROOT / "search_spaces" / "threshold_policies.yaml")
+    base_raw = {k: raw[k] for k in ("data", "model", "trainer", "components")}
+    presets = {"fixmatch": "fixmatch", "flexmatch": "flexmatch", "freematch": "freematch", "softmatch": "softmatch",
+               "adacm": "adacm", "lion": "adacm"}  # LION's margins are Ada-CM's official rule here  # fmt: skip
+    for variant, preset in presets.items():
+        for name in (variant, f"{variant}_neg") if variant != "lion" else (variant,):
+            got = flatten(resolve_config(merge(base_raw, raw["variants"][name])))
+            want = flatten(resolved_preset(preset))
+            keys = [k for k in want if k.startswith("components.threshold.")]
+            keys += ["augment.weak_views", "data.labeled_in_unlabeled"]
+            assert {k: got[k] for k in keys} == {k: want[k] for k in keys}, name
+            assert got["components.negative.enabled"] == (name.endswith("_neg") or name == "lion")
 
 
 # ---- every preset runs ----------------------------------------------------------------------------------

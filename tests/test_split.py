@@ -71,6 +71,18 @@ def test_labeled_and_unlabeled_are_disjoint_and_cover_train():
     assert torch.bincount(labels[split.validation], minlength=7).tolist() == [5] * 7
 
 
+def test_labeled_in_unlabeled_puts_the_labeled_images_in_the_unlabeled_pool_too():
+    """USB's include_lb_to_ulb: 12,271 RAF-like training images, 400 labeled, 35 validation: the pool is
+    12,271 - 35 = 12,236 images, the labeled ones among them; the labeled and validation sets do not move."""
+    labels = raf_like_labels()
+    apart = make_split(labels, RAF, labels=400, split_seed=3, val_per_class=5)
+    pooled = make_split(labels, RAF, labels=400, split_seed=3, val_per_class=5, labeled_in_unlabeled=True)
+    assert torch.equal(pooled.labeled, apart.labeled) and torch.equal(pooled.validation, apart.validation)
+    assert len(apart.unlabeled) == 12271 - 400 - 35 and len(pooled.unlabeled) == 12271 - 35
+    assert torch.equal(pooled.unlabeled, torch.sort(torch.cat([apart.labeled, apart.unlabeled])).values)
+    assert not torch.isin(pooled.validation, pooled.unlabeled).any()
+
+
 def test_split_seed_makes_it_repeatable_and_different():
     labels = raf_like_labels()
     a = make_split(labels, RAF, labels=100, split_seed=7)

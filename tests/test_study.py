@@ -141,7 +141,7 @@ def test_a_continuous_searched_split_cannot_have_baselines():
 
 
 def test_unknown_baseline_preset_is_refused():
-    allowed = r"adacm, adacm_fast, fixmatch, fixmatch_fast, lion"
+    allowed = r"adacm, adacm_fast, fixmatch, fixmatch_fast, flexmatch, freematch, leaf, leaf_fast, lion, softmatch"
     with pytest.raises(ConfigError, match=rf"baselines: unknown preset 'oracle'; allowed: {allowed}"):
         load_study(SMOKE, [VAL, "baselines=[oracle]"])
     assert load_study(SMOKE, [VAL, "baselines=[]"]).baselines == {}

@@ -168,8 +168,8 @@ def test_a_trials_checkpoint_holding_a_pickled_object_is_refused(tmp_path, faces
     [
         (
             "components.mixup.enabled=true",
-            r"unknown component 'mixup'; allowed: contrastive, ema, fairness, negative, pseudo_label, supervised, "
-            r"threshold",
+            r"unknown component 'mixup'; allowed: contrastive, ema, fairness, leaf_pseudo_label, negative, "
+            r"pseudo_label, supervised, threshold",
         ),
         ("components.negative.rhoo=0.5", r"components.negative: unknown key 'rhoo'; allowed: .*rho"),
         ("components.negative.rho=1.5", r"components.negative.rho: 1.5 is out of range; allowed: a float in \(0, 1\]"),
@@ -187,7 +187,7 @@ def test_a_trials_checkpoint_holding_a_pickled_object_is_refused(tmp_path, faces
             "data.options={colour: 1}",
             r"data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale",
         ),
-        ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: resnet18, small_cnn"),
+        ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18, small_cnn"),
         ("augment.strong_ops=99", r"augment.strong_ops"),
         ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: plugins, data, model, trainer, augment, components"),
     ],

@@ -18,9 +18,10 @@ Views (input uint8 [B, 3, H, W], output float32 [B, 3, H, W], normalised with ``
   the two; here the images already have their training size.)
 
 Cutout (FixMatch's paper, Ada-CM's code): one square per sample, its side a fraction of the image side drawn
-uniformly in [0, ``cutout``], centred uniformly over the image and clipped at its borders, filled with
-``cutout_fill``. (Ada-CM's ``CutoutAbs``, dataset/randaugment.py:122-140, clamps the top-left corner at 0 and
-keeps the full side from there, so its squares at the top and left borders are not clipped; not reproduced.)
+uniformly in [0, ``cutout``] (``cutout_side: fixed``: exactly ``cutout``, FixMatch's 16 px of 32), centred
+uniformly over the image and clipped at its borders, filled with ``cutout_fill``. (Ada-CM's ``CutoutAbs``,
+dataset/randaugment.py:122-140, like FixMatch's and USB's, clamps the top-left corner at 0 and keeps the full side
+from there, so its squares at the top and left borders are not clipped; not reproduced.)
 
 Randomness: every random number is drawn here with the optional ``torch.Generator`` (on the images' device),
 so a seeded generator gives the same views run after run. Kornia's augmentation modules draw from the global
@@ -49,6 +50,7 @@ PAD_MODES = ("reflect", "zeros")
 STRONG_ORDERS = ("geometry_first", "ops_first")
 INTERPOLATIONS = ("bilinear", "nearest")
 CUTOUT_FILLS = ("mean", "adacm")
+CUTOUT_SIDES = ("uniform", "fixed")
 
 # The references cited below: Ada-CM = hangyu94/Ada-CM at aca2b35 (main.py, dataset/raf.py,
 # dataset/randaugment.py); FixMatch = kekmodel/FixMatch-pytorch at 040be3b (dataset/cifar.py,
@@ -138,10 +140,24 @@ PARAMS: dict[str, Param] = {
     ),
     "cutout": Param(
         0.5,
-        "largest side of the cutout square as a fraction of the image side, the side drawn uniformly in "
-        "[0, cutout]; Ada-CM: 0.5 (dataset/randaugment.py:175); 0 turns cutout off",
+        "side of the cutout square as a fraction of the image side: the largest (cutout_side: uniform) or the "
+        "only one (fixed); Ada-CM and USB: 0.5 (dataset/randaugment.py:175); FixMatch: 0.5 fixed; 0 turns cutout off",
         low=0.0,
         high=1.0,
+    ),
+    "cutout_side": Param(
+        "uniform",
+        "uniform: the square's side is drawn uniformly in [0, cutout] x the side (Ada-CM dataset/randaugment.py:175, "
+        "USB semilearn/datasets/augmentation/randaugment.py:200-201); fixed: always cutout x the side (FixMatch: "
+        "16 px of 32, kekmodel dataset/randaugment.py:219, google third_party/auto_augment/augmentations.py:102)",
+        choices=CUTOUT_SIDES,
+    ),
+    "weak_views": Param(
+        2,
+        "weak views of each unlabeled image per step: 2, whose mean softmax gives the confidences and pseudo-labels "
+        "(Ada-CM main.py:216-219; its contrastive loss needs both) or 1, one weak view and one weak forward fewer "
+        "(FixMatch: kekmodel train.py:366-368, google fixmatch.py:113; USB's FlexMatch, FreeMatch, SoftMatch)",
+        choices=(1, 2),
     ),
     "cutout_fill": Param(
         "mean",
@@ -242,6 +258,8 @@ class Augmenter:
         interpolation: str = PARAMS["interpolation"].default,
         op_p: float = PARAMS["op_p"].default,
         cutout: float = PARAMS["cutout"].default,
+        cutout_side: str = PARAMS["cutout_side"].default,
+        weak_views: int = PARAMS["weak_views"].default,
         cutout_fill: str = PARAMS["cutout_fill"].default,
     ):
         given = locals()
@@ -258,6 +276,8 @@ class Augmenter:
         self.magnitude, self.op_p = options["magnitude"], options["op_p"]
         self.interpolation = options["interpolation"]
         self.cutout, self.cutout_fill = options["cutout"], options["cutout_fill"]
+        self.cutout_side = options["cutout_side"]
+        self.weak_views = options["weak_views"]  # read by the trainer: how many weak views a step makes
         fill = self.mean if self.cutout_fill == "mean" else tuple(level / 255 for level in ADACM_CUTOUT_GREY)
         self._fill_unit = fill
         self._fill_normalised = tuple((f - m) / s for f, m, s in zip(fill, self.mean, self.std))  # mean: exactly 0
@@ -349,12 +369,16 @@ class Augmenter:
 
     def _cutout(self, y: Tensor, g: torch.Generator | None, normalised: bool) -> Tensor:
         """Fill one square per sample with the cutout colour, in place; its side is uniform in [0, cutout] of the
-        image side. The colour is a host constant, so filling reads nothing back from the device."""
+        image side, or that fraction exactly (``cutout_side: fixed``). The colour is a host constant, so filling
+        reads nothing back from the device."""
         if self.cutout == 0:
             return y
         n, _, h, w = y.shape
         side, cy, cx = torch.rand(3, n, 1, device=y.device, generator=g).unbind(0)
-        side, cy, cx = side * (self.cutout * min(h, w)), cy * h, cx * w
+        largest = self.cutout * min(h, w)
+        # the side is drawn either way, so that the two settings place their squares alike
+        side = torch.full_like(side, largest) if self.cutout_side == "fixed" else side * largest
+        cy, cx = cy * h, cx * w
         in_rows = ((torch.arange(h, device=y.device) + 0.5) - cy).abs() < side / 2  # pixel centres, [n, h]
         in_cols = ((torch.arange(w, device=y.device) + 0.5) - cx).abs() < side / 2
         square = in_rows.unsqueeze(2) & in_cols.unsqueeze(1)  # [n, h, w]

@@ -11,6 +11,7 @@ from ablate.components.base import (
     StepBatch,
     build_components,
     check_enabled,
+    check_weak_views,
     register_component,
     step_order,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "StepBatch",
     "build_components",
     "check_enabled",
+    "check_weak_views",
     "register_component",
     "step_order",
 ]

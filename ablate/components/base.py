@@ -53,9 +53,10 @@ class StepBatch:
     """One training step's outputs, shared by the components.
 
     Labeled: logits ``logits_l`` [B, K] of the weak view, ``labels`` [B]. Unlabeled (mu*B samples): logits and
-    L2-normalised features of the two weak views and the strong view; ``u_index`` [Bu] their positions in the
-    unlabeled set (for per-sample tables). ``probs_u`` is the detached mean of the two weak views' softmax
-    (the teacher's, when a teacher gives the pseudo-labels); ``weight`` [Bu] in [0, 1] is set by the policy: how
+    L2-normalised features of the two weak views and the strong view (the second weak view's are empty [0, ...]
+    with ``augment.weak_views: 1``); ``u_index`` [Bu] their positions in the unlabeled set (for per-sample
+    tables). ``probs_u`` is the detached softmax of the weak view, or the mean of the two weak views' (the
+    teacher's, when a teacher gives the pseudo-labels); ``weight`` [Bu] in [0, 1] is set by the policy: how
     much each sample learns from its pseudo-label (1 above a hard threshold, 0 below). The samples below it (a
     weight of 1 - w) are the subset the contrastive and negative losses learn from. ``u_true`` / ``u_soft`` are
     hidden labels for metrics only: no loss may read them.
@@ -124,6 +125,7 @@ class Component:
     uses_unlabeled: ClassVar[bool] = True
     grad_views: ClassVar[frozenset[str]] = frozenset()  # views whose forward keeps gradients for this component
     reports: ClassVar[tuple[str, ...]] = ()  # the metrics it reports, for --list-params and the docs
+    weak_views: ClassVar[int] = 1  # weak views of each unlabeled image it reads (augment.weak_views must give them)
 
     def __init__(self, hp: dict[str, Any], ctx: Context):
         self.hp = hp
@@ -214,6 +216,17 @@ def check_enabled(enabled: list[str]) -> None:
     if not any(COMPONENTS.get(name).role is Role.LOSS for name in enabled):
         losses = [n for n in COMPONENTS.names() if COMPONENTS.get(n).role is Role.LOSS]
         raise ConfigError(f"components: enable at least one loss ({', '.join(losses)})")
+
+
+def check_weak_views(enabled: Iterable[str], weak_views: int) -> None:
+    """Every enabled component gets the weak views it reads; ConfigError naming the first that would not."""
+    for name in enabled:
+        needed = COMPONENTS.get(name).weak_views
+        if needed > weak_views:
+            raise ConfigError(
+                f"components.{name} reads {needed} weak views of each unlabeled image; augment.weak_views is "
+                f"{weak_views}. Set augment.weak_views: {needed} or disable {name}"
+            )
 
 
 def step_order(enabled: Iterable[str]) -> list[str]:

@@ -42,6 +42,7 @@ class Contrastive(Component):
     default_weight = 0.1
     needs = ("policy",)
     grad_views = frozenset({"weak"})  # the features of both weak views learn (Ada-CM main.py:216-233)
+    weak_views = 2  # the positive pair is the two weak views
     params = {"temperature": Param(0.07, "NT-Xent temperature", low=0.0, open_low=True)}
     reports = ("contrastive_samples",)
 

@@ -17,11 +17,12 @@ formulas below are this project's choices, made to fit the paper's description a
 pp. 699-707, doi 10.24963/ijcai.2023/78) is what to check them against.
 
 What is this project's reconstruction, each a switch or a hyper-parameter:
-- S = the fewest top classes whose summed probability (mean of the two weak views' softmax) reaches ``rho``,
-  capped at K-1 so that at least one complementary label remains.
+- S = the fewest top classes whose summed probability (the trainer's ``probs_u``: the weak views' softmax)
+  reaches ``rho``, capped at K-1 so that at least one complementary label remains.
 - Of the complement, a sample receives its ``n(t)`` least probable classes; ``n(t)`` follows ``schedule``:
-  ``linear`` from ``start`` at the first step to K-1 at the last, ``step`` adding one every ``step_epochs``
-  epochs, ``none`` the whole complement from the start.
+  ``linear`` from ``start`` at the first step to K-1 at the last (``start + floor((K-1-start) s / (N-1))`` at
+  step s of N, counted from 0), ``step`` adding one every ``step_epochs`` epochs, ``none`` the whole complement
+  from the start.
 - The complementary loss is the mean of -log(1 - p_k) over the (sample, class) pairs received, on the strong
   view, computed as logsumexp over the other classes minus logsumexp over all, so it never takes log(0).
 - Disambiguation (``disambiguation: true``) is PiCO-style: a per-sample confidence table q over the classes,
@@ -148,12 +149,19 @@ class Negative(Component):
     def momentum(self, progress: float) -> float:
         return self.hp["momentum_start"] + (self.hp["momentum_end"] - self.hp["momentum_start"]) * progress
 
+    def schedule_progress(self, progress: float) -> float:
+        """Training progress on the step grid's own scale: 0 at the first step, 1 at the last (``progress`` is
+        s / N at step s of N, so it never reaches 1 during training and the linear schedule would stop short)."""
+        total = self.ctx.steps_per_epoch * self.ctx.epochs
+        return 1.0 if total <= 1 else min(1.0, progress * total / (total - 1))
+
     def label_sets(self, probs: torch.Tensor, progress: float, epoch: float) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The candidate sets, the complementary labels received at this point of training, and their count."""
         candidates = candidate_sets(probs, self.hp["rho"])
         count = complementary_count(
-            self.hp["schedule"], progress, epoch, self.ctx.num_classes, self.hp["start"], self.hp["step_epochs"]
-        )
+            self.hp["schedule"], self.schedule_progress(progress), epoch, self.ctx.num_classes, self.hp["start"],
+            self.hp["step_epochs"],
+        )  # fmt: skip
         return candidates, select_complementary(probs, candidates, count), count
 
     def loss(self, batch: StepBatch):

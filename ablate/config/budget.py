@@ -44,6 +44,11 @@ SPLIT_PARAMS = {
         open_low=True,
     ),
     "split_seed": Param(0, "seed of the labeled/unlabeled/validation split, separate from the training seed"),
+    "labeled_in_unlabeled": Param(
+        False,
+        "the unlabeled pool holds the labeled images too (true: USB's include_lb_to_ulb, its default, train.py:151-156 "
+        "and semilearn/datasets/utils.py:49-50; FixMatch-pytorch's too) or only the images not labeled (false)",
+    ),
     "val_per_class": Param(
         DEFAULT_VAL_PER_CLASS,
         "training images per class held out as a balanced validation split (disjoint from the labeled and "

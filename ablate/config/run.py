@@ -42,7 +42,7 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
         raise ConfigError(f"unknown key {unknown[0]!r}; allowed: {', '.join(SECTIONS)}")
     plugins = resolve_plugins(raw.get("plugins"), base_dir)
     load_plugins(plugins)  # before the components are resolved: a plugin may register one
-    return {
+    resolved = {
         "plugins": plugins,
         "data": parts().data.resolve_data_section(raw.get("data"), base_dir),
         "model": parts().models.resolve_model_section(raw.get("model"), base_dir),
@@ -50,6 +50,9 @@ def resolve_config(raw: Mapping[str, Any], base_dir: Path | None = None) -> dict
         "augment": _resolve_augment(raw.get("augment")),
         "components": resolve_components(raw.get("components")),
     }
+    enabled = [name for name, hp in resolved["components"].items() if hp["enabled"]]
+    parts().components.check_weak_views(enabled, resolved["augment"]["weak_views"])
+    return resolved
 
 
 def _resolve_augment(given: Mapping[str, Any] | None) -> dict[str, Any]:

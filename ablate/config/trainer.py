@@ -17,7 +17,18 @@ TRAINER_PARAMS = {
     "momentum": Param(0.9, "sgd momentum", low=0.0, high=1.0, open_high=True),
     "nesterov": Param(True, "sgd: Nesterov momentum"),
     "weight_decay": Param(0.0, "weight decay", low=0.0),
-    "schedule": Param("none", "learning-rate schedule over all steps", choices=("none", "cosine")),
+    "decay_bn_bias": Param(
+        True,
+        "weight decay on every parameter (true) or not on biases and batch norm (false: FixMatch, kekmodel "
+        "train.py:243-249, google fixmatch.py:122 decays kernels only; USB semilearn/nets/utils.py:77-97)",
+    ),
+    "schedule": Param(
+        "none",
+        "learning-rate schedule over all K steps: none, cosine (lr0 (1 + cos(pi k / K)) / 2, ends at 0) or "
+        "cosine_7_16 (lr0 cos(7 pi k / 16 K), ends at 0.195 lr0: FixMatch, google fixmatch.py:92-93, kekmodel "
+        "train.py:43-55; USB semilearn/core/utils/build.py:217-241)",
+        choices=("none", "cosine", "cosine_7_16"),
+    ),
     "forward": Param(
         "auto",
         "one forward over the concatenated views, or one per view (auto: concat on CUDA; "

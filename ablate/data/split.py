@@ -6,7 +6,8 @@ work for any data set; a config gives exactly one of the three (``labels: 100`` 
 also gives ``val_per_class`` images to a balanced validation split (default 20, which every RAF-DB budget leaves
 room for: at 4000 labels fear keeps 281 - 250 = 31 images), and the rest of the training set is unlabeled. The
 three parts are disjoint and together cover the training split; the test split is never touched. Everything is
-drawn with a generator seeded by ``split_seed`` alone, separate from the training seed.
+drawn with a generator seeded by ``split_seed`` alone, separate from the training seed. With
+``labeled_in_unlabeled: true`` (USB's ``include_lb_to_ulb``) the unlabeled pool also holds the labeled images.
 
 The budget's rules and the split keys' Params live in ``ablate.config.budget`` (no torch); this module applies
 them: the one-budget check (``resolve_split``), the per-class counts, the checks against a data set
@@ -29,7 +30,8 @@ from ablate.errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class LabeledSplit:
-    """Index tensors into the training set: disjoint, and together they cover it."""
+    """Index tensors into the training set: together they cover it; disjoint, except that the unlabeled pool holds
+    the labeled images too with ``labeled_in_unlabeled``."""
 
     labeled: torch.Tensor
     unlabeled: torch.Tensor
@@ -125,7 +127,10 @@ def make_split(train_labels: torch.Tensor, class_names: Sequence[str], **split_k
     taken = torch.zeros(len(train_labels), dtype=torch.bool)
     taken[labeled_idx] = True
     taken[validation_idx] = True
-    return LabeledSplit(labeled_idx, torch.nonzero(~taken).flatten(), validation_idx)
+    unlabeled_idx = torch.nonzero(~taken).flatten()
+    if split["labeled_in_unlabeled"]:
+        unlabeled_idx = torch.sort(torch.cat([labeled_idx, unlabeled_idx])).values
+    return LabeledSplit(labeled_idx, unlabeled_idx, validation_idx)
 
 
 def split_keys(data_section: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """The training loop: one loop whose loss is the weighted sum of the components a config enables.
 
 Per step: a labeled batch of B images and an unlabeled batch of mu*B, drawn by index from the uint8 images
-kept on the device; a weak view of the labeled images, two weak views and a strong view of the unlabeled ones,
-augmented there (within an epoch, the next step's batch is made in a background thread while this one trains,
-``trainer.overlap``); the forward passes (one over the concatenated views, or one per view; a view that no
-component learns through runs without gradients, the weak views' on a free core when there is one,
-``trainer.background_forward``); then the components by role: the policy weighs the unlabeled
-samples, each loss adds its weighted term, and after the optimiser step every component's ``after_step`` runs (the
+kept on the device; a weak view of the labeled images, two weak views (one with ``augment.weak_views: 1``) and a
+strong view of the unlabeled ones, augmented there (within an epoch, the next step's batch is made in a background
+thread while this one trains, ``trainer.overlap``); the forward passes (one over the concatenated views, or one per
+view; a view that no component learns through runs without gradients, the weak views' on a free core when there
+is one, ``trainer.background_forward``); then the components by role: the policy weighs the unlabeled samples,
+each loss adds its weighted term, and after the optimiser step every component's ``after_step`` runs (the
 teacher's update among them). The trainer asks the components what they are; it never names one. Every epoch
 ends with the components' epoch hooks, an evaluation (of the teacher, when there is one) and a checkpointable
 state. Step metrics stay on the device until the epoch ends.
@@ -36,6 +36,30 @@ from ablate.training.prefetch import Prefetcher
 from ablate.training.pretrain import PRETRAIN, pretrained_backbone
 from ablate.training.runtime import Runtime, seed_everything
 from ablate.training.step_metrics import EpochMeter
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total: int):
+    """The schedule of ``trainer.schedule`` over ``total`` steps, stepped once per step (None: a constant lr)."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if schedule == "cosine_7_16":  # FixMatch's and USB's, without their optional warm-up (0 steps by default)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: math.cos(7 * math.pi * k / (16 * total)))
+    return None
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, decay_bn_bias: bool) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: one with every parameter, or (``decay_bn_bias`` false) the weights that
+    decay and the biases and batch-norm parameters (every parameter of one dimension or less, USB's rule) that
+    do not."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_bn_bias:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for name, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and not name.endswith("bias")]
+    kept = {id(p) for p in decay}
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) not in kept], "weight_decay": 0.0},
+    ]
 
 
 class Diverged(RuntimeError):
@@ -118,11 +142,7 @@ class Trainer:
 
         self.optimizer = self._make_optimizer()
         total = settings["epochs"] * settings["steps_per_epoch"]
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total)
-            if settings["schedule"] == "cosine"
-            else None
-        )
+        self.scheduler = lr_scheduler(self.optimizer, settings["schedule"], total)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.meter = EpochMeter()
@@ -168,7 +188,7 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.settings
-        params = self.model.parameters()
+        params = parameter_groups(self.model, s["weight_decay"], s["decay_bn_bias"])
         # fused: one kernel per step, and no per-parameter host read of the step count
         if s["optimizer"] == "adam":
             return torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"], fused=True)
@@ -208,7 +228,9 @@ class Trainer:
         idx_u = self.subsets.unlabeled[pos_u]
         x_l = self.augmenter.weak(self.images[idx_l], generator=g)
         raw_u = self.images[idx_u]
-        w1, w2 = self.augmenter.weak(raw_u, generator=g), self.augmenter.weak(raw_u, generator=g)
+        w1 = self.augmenter.weak(raw_u, generator=g)
+        # weak_views 1: the second view is empty, and makes neither a draw nor a forward
+        w2 = self.augmenter.weak(raw_u, generator=g) if self.augmenter.weak_views == 2 else w1[:0]
         strong = self.augmenter.strong(raw_u, generator=g)
         return Drawn(idx_l, pos_u, idx_u, x_l, w1, w2, strong)
 
@@ -226,22 +248,25 @@ class Trainer:
             return Views(ll, lw1, lw2, ls, fw1, fw2)
         # The weak views run last (in the background, when it is on: their batch norm statistics count after the
         # labeled and strong views' either way). Started only when there are weak views, so that it is always joined.
-        weak = self.weak_forward.start([w1, w2]) if self.weak_forward is not None and len(w1) else None
+        weak_views = [w1, w2] if len(w2) else [w1]
+        weak = self.weak_forward.start(weak_views) if self.weak_forward is not None and len(w1) else None
         ll, fl = self._forward_view(x_l, "labeled")
         if not len(w1):
             return Views(ll, ll[:0], ll[:0], ll[:0], fl[:0], fl[:0])
         ls, _ = self._forward_view(s, "strong")
-        (lw1, fw1), (lw2, fw2) = weak() if weak is not None else (self._forward_view(w, "weak") for w in (w1, w2))
+        outputs = weak() if weak is not None else [self._forward_view(w, "weak") for w in weak_views]
+        (lw1, fw1), (lw2, fw2) = outputs if len(outputs) == 2 else (outputs[0], (ll[:0], fl[:0]))
         return Views(ll, lw1, lw2, ls, fw1, fw2)
 
     def _weak_probs(self, views: Views, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
-        """The mean of the two weak views' softmax, from the teacher when it gives the pseudo-labels."""
+        """The weak view's softmax, or the mean of the two weak views' (``augment.weak_views``), from the teacher
+        when it gives the pseudo-labels."""
         if self.pseudo_label_source is not self.model:
             with torch.no_grad():
-                t1, _ = self.runtime.forward(self.pseudo_label_source, w1)
-                t2, _ = self.runtime.forward(self.pseudo_label_source, w2)
-            return (torch.softmax(t1, 1) + torch.softmax(t2, 1)) / 2
-        return ((torch.softmax(views.logits_w1, 1) + torch.softmax(views.logits_w2, 1)) / 2).detach()
+                logits = [self.runtime.forward(self.pseudo_label_source, w)[0] for w in (w1, w2) if len(w)]
+        else:
+            logits = [views.logits_w1] + ([views.logits_w2] if len(w2) else [])
+        return (sum(torch.softmax(z, 1) for z in logits) / len(logits)).detach()
 
     def step(self, step_in_epoch: int, drawn: Drawn | None = None) -> dict[str, Any]:
         """One optimiser step on ``drawn`` (made now when not given); returns its metrics as device tensors (read

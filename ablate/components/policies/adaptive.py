@@ -6,9 +6,9 @@
 starting at the floor; a class with no correct sample stays at the floor. A sample is confident when its
 confidence reaches the threshold of its predicted class.
 
-Where the statistics come from (``stats``): ``labeled_eval_ema`` is the official code's: after each epoch the
-evaluated model (the EMA teacher when ``ema`` is on) scores the whole labeled set in eval mode, its images
-weakly augmented as in the official training loader (``stats_augment``). ``train_steps`` sums the student's
+Where the statistics come from (``stats``): ``labeled_eval_ema``, the default, is the official code's: after each
+epoch the evaluated model (the EMA teacher when ``ema`` is on) scores the whole labeled set in eval mode, its
+images weakly augmented as in the official training loader (``stats_augment``). ``train_steps`` sums the student's
 train-mode predictions of the labeled batches during the epoch's steps instead (no extra forward pass).
 ``update: step`` (with ``train_steps``) recomputes the margins every step over a running window of the latest
 labeled predictions, with t the fractional epoch (the journal extension of Ada-CM moved the update to every
@@ -48,9 +48,10 @@ class Adaptive(Policy):
         "floor": Param(0.8, "adaptive: the lowest margin", low=0.0, high=1.0),
         "scale": Param(0.97, "adaptive: factor on the mean confidence", low=0.0, high=2.0, open_low=True),
         "stats": Param(
-            "train_steps",
-            "adaptive: where the margins' statistics come from: the student's labeled batches during the epoch "
-            "(train_steps) or the evaluated model on the whole labeled set after it (labeled_eval_ema, Ada-CM's code)",
+            "labeled_eval_ema",
+            "adaptive: where the margins' statistics come from: the evaluated model on the whole labeled set after "
+            "each epoch (labeled_eval_ema, Ada-CM's code, main.py:148) or the student's labeled batches during the "
+            "epoch (train_steps, no extra forward)",
             choices=("train_steps", "labeled_eval_ema"),
         ),
         "stats_augment": Param(

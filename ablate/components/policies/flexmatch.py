@@ -23,7 +23,9 @@ It follows USB's ``FlexMatchThresholdingHook`` (microsoft/Semi-supervised-learni
 - USB's commented-out "linear" (``tau * (beta + 1) / 2``, ``utils.py:51``) is not the paper's linear mapping
   and is not offered.
 
-Differences: the prediction is the trainer's mean of the two weak views' softmax (USB: one weak view). The
+Differences: the prediction is the one weak view's softmax with ``augment.weak_views: 1`` (USB's, set by
+presets/flexmatch.yaml), the mean of the two weak views' with 2. N is the unlabeled pool, which counts the
+labeled images too with ``data.labeled_in_unlabeled: true`` (USB's ``include_lb_to_ulb``). The
 trainer draws unlabeled samples with replacement, so a sample may appear twice in a batch; if both draws are
 confident with different classes, which one is recorded is unspecified (USB's sampler has no repeats within an
 epoch). Everything runs on the device: the records are scattered and counted with tensor ops, never read back.

@@ -17,7 +17,8 @@ thresholds (``utils.py:61-65``), compared with ``>=``. USB's off-by-default opti
 ``clip_thresh``) are left out.
 The self-adaptive fairness loss (eq. 11) is its own component, ``fairness``, which reads p~ and h~ from here.
 
-Difference: q is the trainer's mean of the two weak views' softmax (USB: one weak view).
+q is the one weak view's softmax with ``augment.weak_views: 1`` (USB's, set by presets/freematch.yaml), the mean
+of the two weak views' with 2.
 """
 
 from __future__ import annotations

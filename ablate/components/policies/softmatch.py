@@ -24,8 +24,8 @@ the weight line 76), ``DistAlignEMAHook`` with a uniform target (``semilearn/alg
 lines 26-33 and 47-51), and the order of ``softmatch.py:84-98`` (align, weigh, pseudo-label from the raw logits).
 USB's ``per_class`` variant (off by default, and it reads an attribute the hook lacks) is left out.
 
-Difference: p is the trainer's mean of the two weak views' softmax (USB: one weak view). The EMAs stay on the
-device (USB reads the batch statistics back with ``.item()``).
+p is the one weak view's softmax with ``augment.weak_views: 1`` (USB's, set by presets/softmatch.yaml), the mean
+of the two weak views' with 2. The EMAs stay on the device (USB reads the batch statistics back with ``.item()``).
 """
 
 from __future__ import annotations
