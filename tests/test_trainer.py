@@ -187,7 +187,11 @@ def test_a_trials_checkpoint_holding_a_pickled_object_is_refused(tmp_path, faces
             "data.options={colour: 1}",
             r"data.options: synthfer has no option 'colour'; allowed: seed, image_size, scale",
         ),
-        ("model.name=vgg", r"model.name: unknown model 'vgg'; allowed: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet18, small_cnn"),
+        (
+            "model.name=vgg",
+            r"model.name: unknown model 'vgg'; allowed: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, "
+            r"resnet18, small_cnn",
+        ),
         ("augment.strong_ops=99", r"augment.strong_ops"),
         ("optimiser.lr=1", r"unknown key 'optimiser'; allowed: plugins, data, model, trainer, augment, components"),
     ],
