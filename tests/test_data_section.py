@@ -24,6 +24,7 @@ def test_defaults_fill_every_key_and_every_option():
         "labels_per_class": None,
         "label_fraction": None,
         "split_seed": 0,
+        "labeled_in_unlabeled": False,
         "val_per_class": 20,
     }
 
