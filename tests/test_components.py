@@ -97,9 +97,9 @@ def _batch(logits_l, labels, probs_u, **kw):
 
 
 def test_threshold_component_starts_at_floor_and_updates_after_the_epoch():
-    hp = resolve_components(
-        {"threshold": {"enabled": True, "stats": "train_steps"}, "supervised": {"enabled": True}}
-    )["threshold"]
+    hp = resolve_components({"threshold": {"enabled": True, "stats": "train_steps"}, "supervised": {"enabled": True}})[
+        "threshold"
+    ]
     comp = Threshold(hp, _ctx())
     assert comp.policy.thresholds().tolist() == pytest.approx([0.8] * 3)
     labeled = torch.tensor([[0.98, 0.01, 0.01], [0.96, 0.02, 0.02], [0.1, 0.1, 0.8]]).log()
@@ -113,8 +113,10 @@ def test_threshold_component_starts_at_floor_and_updates_after_the_epoch():
 
 def test_threshold_step_update_uses_a_running_window():
     hp = resolve_components(
-        {"threshold": {"enabled": True, "stats": "train_steps", "update": "step", "window": 2},
-         "supervised": {"enabled": True}}
+        {
+            "threshold": {"enabled": True, "stats": "train_steps", "update": "step", "window": 2},
+            "supervised": {"enabled": True},
+        }
     )["threshold"]
     comp = Threshold(hp, _ctx())
     probs_u = torch.full((2, 3), 1 / 3)

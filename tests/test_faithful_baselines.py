@@ -1,7 +1,6 @@
 """FixMatch, FlexMatch, FreeMatch and SoftMatch as their code runs them (issue 22): one weak view, FixMatch's
 cutout, learning-rate schedule and weight decay, FlexMatch's unlabeled pool; each on a hand-computed case."""
 
-
 import math
 
 import pytest

@@ -212,8 +212,8 @@ def _changes(a: dict, b: dict) -> dict:
 
 
 def test_leaf_presets_are_adacms_with_leafs_two_additions_and_its_own_settings():
-    """leaf.yaml = adacm.yaml + the head + the decoupled loss + LEAF's 1600 steps and 14 labels per class
-    (Code_LEAF/main.py:50,52); leaf_fast.yaml = adacm_fast.yaml + the head + the decoupled loss."""
+    """leaf.yaml = adacm.yaml + the head + the decoupled loss + LEAF's 1600 steps, 14 labels per class
+    (Code_LEAF/main.py:50,52) and RGB images; leaf_fast.yaml = adacm_fast.yaml + the head + the decoupled loss."""
     assert _changes(_preset("adacm"), _preset("leaf")) == {
         "model.head": "leaf",
         "components.pseudo_label.enabled": False,
@@ -221,6 +221,7 @@ def test_leaf_presets_are_adacms_with_leafs_two_additions_and_its_own_settings()
         "trainer.steps_per_epoch": 1600,
         "data.labels": None,
         "data.labels_per_class": 14,
+        "data.options.channel_order": "rgb",  # LEAF opens images with PIL, Ada-CM with cv2 (BGR)
     }
     assert _changes(_preset("adacm_fast"), _preset("leaf_fast")) == {
         "model.head": "leaf",

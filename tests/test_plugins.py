@@ -60,6 +60,7 @@ def test_a_plugin_component_trains_from_a_config_file(tmp_path, registry_restore
 
 def test_list_params_with_a_config_lists_its_plugins_parameters(tmp_path, capsys, registry_restored):
     from ablate.training import command as train
+
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
         yaml.safe_dump({"plugins": [str(PLUGIN)], **TINY, "components": {"entropy_min": {"enabled": True}}})

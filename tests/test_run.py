@@ -314,7 +314,11 @@ BAD_STUDIES = [
     ("components: {mixup: {enabled: true}}", r"components: unknown component 'mixup'; allowed: contrastive, ema"),
     ("components: [supervised]", r"components: expected a mapping of component name to settings.*got \['supervised'\]"),
     ("data: {name: imagenet}", r"data.name: unknown dataset 'imagenet'; allowed: fer2013, folder, rafdb, synthfer"),
-    ("model: {name: vgg16}", r"model.name: unknown model 'vgg16'; allowed: resnet18, small_cnn"),
+    (
+        "model: {name: vgg16}",
+        r"model.name: unknown model 'vgg16'; allowed: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, "
+        "resnet18, small_cnn",
+    ),
     (
         "params: {components.negative.rho: {uniform: [0.9, 0.5]}}",
         r"params.components.negative.rho.uniform: low 0.9 must be below high 0.5",

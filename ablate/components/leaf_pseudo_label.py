@@ -109,8 +109,12 @@ class LeafPseudoLabel(Component):
     params = {
         "max_k": Param(3, "most positive classes per face (LEAF: temp_k=3, zfkarl/LEAF Code_LEAF/main.py:486)", low=1),
         "cumulative": Param(
-            0.9, "cumulative probability that ends the positives, read one class past them (LEAF: threshold=0.90, "
-            "Code_LEAF/main.py:486,508)", low=0.0, high=1.0, open_low=True,
+            0.9,
+            "cumulative probability that ends the positives, read one class past them (LEAF: threshold=0.90, "
+            "Code_LEAF/main.py:486,508)",
+            low=0.0,
+            high=1.0,
+            open_low=True,
         ),
         "weighting": Param(
             "concave",
@@ -118,7 +122,8 @@ class LeafPseudoLabel(Component):
             choices=("concave", "linear", "convex"),
         ),
         "mask": Param(
-            "official", "official: the policy's mask scales the batch-mean loss (LEAF, Code_LEAF/main.py:307-311); "
+            "official",
+            "official: the policy's mask scales the batch-mean loss (LEAF, Code_LEAF/main.py:307-311); "
             "per_sample: it weighs each face's loss (the loss is rescaled by CE / mean(loss x weight) in both)",
             choices=("official", "per_sample"),
         ),

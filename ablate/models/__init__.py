@@ -79,20 +79,37 @@ MODEL_PARAMS = {
         kind=dict,
         nullable=True,
     ),
-    **{key: param.replace(when=("head", "leaf")) for key, param in {
-        "moe_experts": Param(8, "LEAF head: experts per mixture (num_experts=8, Code_LEAF/models/backbone.py:28-29); "
-                             "the gates' load-balancing loss the official code computes (backbone.py:503-508) is "
-                             "never added to its loss, so it is not computed here", low=1),
-        "moe_k": Param(1, "LEAF head: experts each face is routed to, the top-k of the gate logits; at most "
-                       "moe_experts (k=1, Code_LEAF/models/backbone.py:28-29,478-481)", low=1),
-        "moe_noise": Param(True, "LEAF head: noisy gating in train mode: N(0, softplus(x W_noise) + 0.01) added to the "
-                           "gate logits; eval mode routes on the clean logits (noisy_gating=True, "
-                           "Code_LEAF/models/backbone.py:28-29,468-475,503)"),
-        "moe_shared": Param(True, "LEAF head: every expert slot of a mixture holds one and the same residual expert, "
-                            "as the official Instance_MoE does ([self.expert for i in range(num_experts)], "
-                            "Code_LEAF/models/backbone.py:382-384), so routing cannot change the output; false: "
-                            "independent experts"),
-    }.items()},
+    **{
+        key: param.replace(when=("head", "leaf"))
+        for key, param in {
+            "moe_experts": Param(
+                8,
+                "LEAF head: experts per mixture (num_experts=8, Code_LEAF/models/backbone.py:28-29); "
+                "the gates' load-balancing loss the official code computes (backbone.py:503-508) is "
+                "never added to its loss, so it is not computed here",
+                low=1,
+            ),
+            "moe_k": Param(
+                1,
+                "LEAF head: experts each face is routed to, the top-k of the gate logits; at most "
+                "moe_experts (k=1, Code_LEAF/models/backbone.py:28-29,478-481)",
+                low=1,
+            ),
+            "moe_noise": Param(
+                True,
+                "LEAF head: noisy gating in train mode: N(0, softplus(x W_noise) + 0.01) added to the "
+                "gate logits; eval mode routes on the clean logits (noisy_gating=True, "
+                "Code_LEAF/models/backbone.py:28-29,468-475,503)",
+            ),
+            "moe_shared": Param(
+                True,
+                "LEAF head: every expert slot of a mixture holds one and the same residual expert, "
+                "as the official Instance_MoE does ([self.expert for i in range(num_experts)], "
+                "Code_LEAF/models/backbone.py:382-384), so routing cannot change the output; false: "
+                "independent experts",
+            ),
+        }.items()
+    },
 }
 
 

@@ -77,10 +77,7 @@ def decide(
     if test.p is not None and test.p < level:
         decision = "gain"
     elif (
-        min_effect is not None
-        and test.low is not None
-        and test.high is not None
-        and test.high - test.low < min_effect
+        min_effect is not None and test.low is not None and test.high is not None and test.high - test.low < min_effect
     ):
         decision = "narrow"
     elif n >= max_seeds:
