@@ -140,7 +140,8 @@ def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path, capsys):
         "--set",
         "baselines=[]",
     ]
-    code = run.main(["--space", SMOKE, "--storage", str(tmp_path), "--name", "failing", *VAL, *failing])
+    storage = ["--storage", str(tmp_path), "--name", "failing"]
+    code = run.main(["--space", SMOKE, *storage, *VAL, *failing, "--log", "mlflow"])
     assert code == run.EXIT_FAILED_TRIALS == 3
     trials = pl.read_parquet(tmp_path / "failing" / "trials.parquet")
     failed = trials.filter(pl.col("status") == "error")
@@ -168,6 +169,36 @@ def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path, capsys):
             assert json.loads(row["config_json"])["model"]["weights"] == str(weights)
         else:
             assert row["status"] == "complete" and row["epochs_done"] == 1
+    # the same trials in Optuna's journal (optuna-dashboard reads it) and in MLflow, failed ones as failed
+    by_id = {row["trial_id"]: row for row in trials.iter_rows(named=True)}
+    study = _optuna_study(tmp_path / "failing")
+    assert sorted((t.params["variant"], t.state.name) for t in study.trials) == sorted(
+        (r["variant"], "FAIL" if r["status"] == "error" else "COMPLETE") for r in by_id.values()
+    )
+    complete = trials.filter(pl.col("status") == "complete")["best_val_acc"].to_list()
+    assert sorted(t.value for t in study.trials if t.value is not None) == pytest.approx(sorted(complete))
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'failing' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["failing"], output_format="list")
+    assert sorted(r.data.params["variant"] for r in runs) == sorted(trials["variant"].to_list())
+    for r in runs:
+        row = by_id[r.data.tags["trial_name"].split("_")[2]]
+        assert r.info.status == ("FAILED" if row["status"] == "error" else "FINISHED")
+        assert r.data.tags["study"] == "failing" and r.data.tags["role"] == "search"
+        if row["status"] == "complete":
+            assert r.data.metrics["best_val_acc"] == pytest.approx(row["best_val_acc"])
+    printed = out.splitlines()
+    assert sum(line.startswith("[search] trial ") and " finished (" in line for line in printed) == 3
+
+
+def _optuna_study(folder: Path):
+    """The search's Optuna study, as optuna-dashboard opens it: the journal in the study folder."""
+    import optuna
+
+    from ablate.sweep.optuna_journal import OPTUNA_FILE, journal_storage
+
+    return optuna.load_study(study_name=folder.name, storage=journal_storage(folder / OPTUNA_FILE))
 
 
 def test_a_study_in_which_no_trial_succeeds_exits_4_naming_the_error(tmp_path, capsys):
@@ -307,6 +338,13 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     # every trial's epochs exactly once
     per_trial = epochs.group_by("trial_id").agg(pl.col("epoch").sort())
     assert sorted(per_trial["epoch"].to_list()) == [[1, 2, 3]] * 6
+    # one Optuna history: the five searched trials complete, once each, with their results; a trial Optuna had
+    # begun after Ray's last save of the searcher is ended as FAIL, never left running
+    study = _optuna_study(tmp_path / "cut")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 5 and set(states) <= {"COMPLETE", "FAIL"}, states
+    searched = trials.filter(pl.col("role") == "search")["best_val_acc"].to_list()
+    assert sorted(t.value for t in study.trials if t.state.name == "COMPLETE") == pytest.approx(sorted(searched))
 
 
 BAD_STUDIES = [

@@ -45,8 +45,9 @@ def _one_decimal(column: str) -> bool:
     return column.endswith(ONE_DECIMAL_SUFFIXES) or "gain" in column
 
 
-def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every cell as the text a reader sees: floats rounded, NaN and null empty, pipes and newlines escaped."""
+def as_text(frame: pl.DataFrame, markdown: bool = True) -> pl.DataFrame:
+    """Every cell as the text a reader sees: floats rounded, NaN and null empty, newlines as spaces, and for a
+    Markdown table pipes escaped."""
     nested = [n for n, d in frame.schema.items() if isinstance(d, (pl.List, pl.Array, pl.Struct))]
     frame = frame.with_columns(  # a confusion matrix or a list of values: as JSON
         pl.Series(n, [None if v is None else json.dumps(v) for v in frame[n].to_list()], dtype=pl.String)
@@ -59,7 +60,9 @@ def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
             col = pl.when(col.is_nan()).then(None).otherwise(col)
             col = col.round(1) if _one_decimal(name) else col.round_sig_figs(4)
         text = col.cast(pl.String).fill_null("")
-        columns.append(text.str.replace_all("|", "\\|", literal=True).str.replace_all("\n", " ").alias(name))
+        if markdown:
+            text = text.str.replace_all("|", "\\|", literal=True)
+        columns.append(text.str.replace_all("\n", " ").alias(name))
     return frame.select(columns)
 
 
@@ -77,5 +80,5 @@ def to_markdown(frame: pl.DataFrame) -> str:
         fmt_str_lengths=10_000,
         tbl_width_chars=65_535,  # polars' limit: no wrapping
     ):
-        text = str(_as_text(frame))
+        text = str(as_text(frame))
     return text + ("\n\n_(no rows)_" if not frame.height else "")

@@ -87,6 +87,7 @@ EXIT_CODES = f"""exit codes:
   130  interrupted by Ctrl-C, 143 by SIGTERM: the tables hold what ran; add --resume to finish the study"""
 STUDY_IS_CODE = """A study file is code, as a Makefile is: its `plugins:` import Python files or modules, run in the
 driver and in every trial. Run a study file you did not write with --no-plugins, or read its plugins first."""
+TRACKERS = ("mlflow", "wandb")  # --log: ablate.sweep.tracking (imported with Ray, after the checks)
 # Ray's files per trial beside its checkpoint (results, progress, parameters), an upper estimate.
 RAY_FILES_PER_TRIAL = 1_000_000
 
@@ -120,6 +121,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard and print its address")
     p.add_argument("--num-samples", type=int, help="override search.num_samples")
     p.add_argument(
+        "--log",
+        action="append",
+        choices=TRACKERS,
+        default=[],
+        help="also log every trial to this tracker (repeatable): mlflow (an SQLite store in the study folder, or "
+        "MLFLOW_TRACKING_URI), wandb (offline where no WANDB_API_KEY is set); TensorBoard files are always written",
+    )
+    p.add_argument(
         "--no-plugins",
         action="store_true",
         help="refuse a study whose `plugins:` would import Python code (for study files you did not write)",
@@ -140,7 +149,7 @@ def study_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def study_record(study: Study, test_reference: dict[str, Any]) -> dict[str, Any]:
+def study_record(study: Study, test_reference: dict[str, Any], log: list[str] = ()) -> dict[str, Any]:
     """study.json: the validated study, its baselines' configs and the references of its test split."""
     record = {
         "name": study.name,
@@ -156,6 +165,7 @@ def study_record(study: Study, test_reference: dict[str, Any]) -> dict[str, Any]
         "baseline_configs": study.baselines,
         "report": study.report,
         "reference": test_reference,
+        "log": sorted(set(log)),
     }
     return json.loads(json.dumps(record, default=str))  # as it reads back from the file
 
@@ -306,6 +316,11 @@ def check_resume(folder: Storage, record: dict[str, Any]) -> None:
         stored = json.loads(folder.read_text(STUDY_FILE))
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"--resume: {folder}/{STUDY_FILE} cannot be read ({err}); the study cannot resume") from None
+    if stored.get("log", []) != record["log"]:  # Ray restores an experiment with the callbacks it started with
+        raise ConfigError(
+            f"--resume: the study started with --log {stored.get('log', []) or 'none'}, this command asks for "
+            f"{record['log'] or 'none'}; resume with the same --log"
+        )
     changed = resume_differences(stored, record)
     if changed:
         shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
@@ -377,9 +392,12 @@ def build_tuner(
     resources: dict[str, float],
     points: list[dict[str, Any]],
     resume: bool,
+    callbacks: list[Any] = (),
 ):
+    """The role's Tuner: restored where Ray saved it (with the callbacks it started with), else new."""
     from ray import tune
 
+    from ablate.sweep.optuna_journal import OPTUNA_FILE
     from ablate.sweep.trial import train_trial
 
     experiment = folder.child(EXPERIMENTS[role])
@@ -407,10 +425,11 @@ def build_tuner(
     experiment.delete_dir()  # a start that was cut before Ray saved anything: nothing to resume there
     if role == SEARCH:
         optuna = study.search["algorithm"] == "optuna"
+        folder.delete_file(OPTUNA_FILE)  # ... nor in the Optuna study that start began
         tune_config = tune.TuneConfig(
             metric=study.search["metric"],
             mode=study.search["mode"],
-            search_alg=make_search_alg(study),
+            search_alg=make_search_alg(study, folder.local_path(OPTUNA_FILE)),
             scheduler=make_scheduler(study, folder.location),
             num_samples=study.search["num_samples"] * (study.search["repeats"] if optuna else 1),
             max_concurrent_trials=study.search["max_concurrent"] if optuna else None,
@@ -434,6 +453,7 @@ def build_tuner(
             name=EXPERIMENTS[role],
             storage_path=folder.location,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            callbacks=list(callbacks),
             verbose=1,
         ),
     )
@@ -550,9 +570,14 @@ def prepare(
         faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
         check_splits(study, faces)
         check_free_space(folder, study, search_trials(study) + len(points), len(faces.class_names))
-        record = study_record(study, reference(faces.class_names, faces.class_counts("test")))
+        record = study_record(study, reference(faces.class_names, faces.class_counts("test")), args.log)
         if args.resume:
             check_resume(folder, record)
+        from ablate.sweep.tracking import ProgressLines, check_trackers, tracker_callbacks, wandb_offline
+
+        check_trackers(args.log, folder)
+        if "wandb" in args.log and wandb_offline():
+            print(f"wandb: offline (no WANDB_API_KEY); sync later with `wandb sync {folder}/wandb/offline-run-*`")
         start_ray(args)
         import ray
 
@@ -582,7 +607,13 @@ def prepare(
                             print(f"confirmation: the best config on {len(planned)} more seed(s)", flush=True)
                     expected = search_trials(study) if role == SEARCH else len(planned)
                     if expected and not interrupt.requested:
-                        grid = build_tuner(study, folder, role, data_ref, resources, planned, args.resume).fit()
+                        callbacks = [
+                            ProgressLines(role, study.search["metric"], study.search["mode"], expected,
+                                          len(points) if role == SEARCH else 0),
+                            *tracker_callbacks(args.log, study.name, role, folder),
+                        ]  # fmt: skip
+                        tuner = build_tuner(study, folder, role, data_ref, resources, planned, args.resume, callbacks)
+                        grid = tuner.fit()
                         if grid.num_terminated + grid.num_errors < expected:  # Tune stopped early on its own
                             interrupt.requested = True
             if interrupt.requested:

@@ -4,6 +4,7 @@ searcher, the sampler and the scheduler."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -98,8 +99,9 @@ def make_sampler(study: Study):
     }[study.search["sampler"]]()
 
 
-def make_search_alg(study: Study):
-    """OptunaSearch for optuna, repeated over training seeds; Ray's variant generator, seeded, for grid/random."""
+def make_search_alg(study: Study, optuna_file: str | os.PathLike | None = None):
+    """OptunaSearch for optuna (its study in the journal file ``optuna_file``, named as the study; in memory
+    without one), repeated over training seeds; Ray's variant generator, seeded, for grid/random."""
     from ray.tune.search import Repeater
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -111,10 +113,15 @@ def make_search_alg(study: Study):
             constant_grid_search=True,
             max_concurrent=study.search["max_concurrent"] or 0,
         )
-    from ray.tune.search.optuna import OptunaSearch
+    from ablate.sweep.optuna_journal import JournaledOptunaSearch, journal_storage
 
-    searcher = OptunaSearch(
-        space=DefineByRun(study), metric=study.search["metric"], mode=study.search["mode"], sampler=make_sampler(study)
+    searcher = JournaledOptunaSearch(
+        space=DefineByRun(study),
+        metric=study.search["metric"],
+        mode=study.search["mode"],
+        sampler=make_sampler(study),
+        study_name=study.name,
+        storage=None if optuna_file is None else journal_storage(optuna_file),
     )
     if study.search["repeats"] > 1:
         searcher = Repeater(searcher, repeat=study.search["repeats"], set_index=True)
