@@ -378,6 +378,23 @@ def ladder_trials() -> pl.DataFrame:
     )
 
 
+def test_the_aggregate_pools_a_rungs_runs_and_compares_them_with_the_reference():
+    """One budget, two seeds a rung: supervised 50, 60; fixmatch 56, 70; adaptive 60, 72 (acc., %). IQM of two
+    values: their mean (trim_mean cuts int(0.25 * 2) = 0 at each end). P(fixmatch > supervised): 56 > 50, 56 < 60,
+    70 > 50, 70 > 60: 3 of 4; P(adaptive > supervised): 60 > 50, 60 = 60 (a half), 72 > 50, 72 > 60: 3.5 of 4."""
+    table = ladder.aggregate_table(ladder_trials(), ladder_study())
+    assert table["rung"].to_list() == ["supervised", "fixmatch", "adaptive"]
+    sup, fix, ada = table.iter_rows(named=True)
+    assert (sup["tasks"], sup["runs"], sup["ref_rung"]) == (1, 2, "supervised")
+    assert [r["acc_iqm"] for r in (sup, fix, ada)] == pytest.approx([55.0, 63.0, 66.0])
+    assert sup["acc_poi"] is None
+    assert (fix["acc_poi"], ada["acc_poi"]) == (0.75, 0.875)
+    assert fix["acc_poi_low"] <= 0.75 <= fix["acc_poi_high"]
+    shown = ladder.format_aggregate(table)
+    assert shown.columns[-2:] == ["P(acc. > supervised)", "P(mean class acc. > supervised)"]
+    assert shown.row(2)[-2].startswith("0.88 [")
+
+
 def test_ladder_baseline_is_the_first_rung_and_the_reference():
     table = ladder.ladder_table(ladder_trials(), ladder_study())
     assert table["rung"].to_list() == ["supervised", "fixmatch", "adaptive"]

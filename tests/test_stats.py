@@ -54,3 +54,42 @@ def test_seeds_needed_for_a_known_effect_and_spread():
     assert _power(34, 0.5) >= 0.8 > _power(33, 0.5)
     assert stats.seeds_needed(1.0, 2.0) == 34
     assert stats.seeds_needed(1.0, 0.0) is None and stats.seeds_needed(0.0, 1.0) is None
+
+
+# ---- across budgets: rliable's IQM and probability of improvement ------------------------------------------
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    from ablate.results.stats import iqm
+
+    assert iqm([8, 1, 7, 2, 6, 3, 5, 4]) == 4.5  # drop 1, 2 and 7, 8: mean of 3, 4, 5, 6
+    assert iqm([1, 2, 3, 100]) == 2.5  # the outlier does not move it
+
+
+def test_probability_of_improvement_by_hand():
+    """x = (3, 5) against y = (1, 3): 3 > 1, 3 = 3 (a half), 5 > 1, 5 > 3: 3.5 of 4 pairs; and a second task where
+    x always loses: the average over the two tasks is 0.4375."""
+    from ablate.results.stats import improvement_over_tasks, probability_of_improvement
+
+    assert probability_of_improvement([3, 5], [1, 3]) == 0.875
+    assert probability_of_improvement([1, 2], [3, 4]) == 0.0
+    both = improvement_over_tasks([([3, 5], [1, 3]), ([1, 2], [3, 4])])
+    assert both.value == pytest.approx(0.4375)
+    assert 0.0 <= both.low <= both.value <= both.high <= 1.0
+    # a rung that beats the other in every run of every resample: the interval is the point 1
+    sure = improvement_over_tasks([([10, 11, 12], [1, 2, 3]), ([20, 21], [5, 6])])
+    assert (sure.value, sure.low, sure.high) == (1.0, 1.0, 1.0)
+    assert improvement_over_tasks([([3], [1, 2])]).low is None  # one run: no interval
+
+
+def test_the_stratified_bootstrap_resamples_within_each_task():
+    """Two tasks whose scores do not overlap: a pooled bootstrap could draw six runs of one task (an IQM near 11 or
+    51), a stratified one always draws three of each, so the middle four of every resample are two of each task:
+    every resampled IQM lies in [(10 + 10 + 50 + 50) / 4, (12 + 12 + 52 + 52) / 4] = [30, 32]."""
+    from ablate.results.stats import iqm_over_tasks
+
+    low_task, high_task = [10.0, 11.0, 12.0], [50.0, 51.0, 52.0]
+    pooled = iqm_over_tasks([low_task, high_task])
+    assert pooled.value == pytest.approx((11 + 12 + 50 + 51) / 4)
+    assert 30.0 <= pooled.low <= pooled.value <= pooled.high <= 32.0
+    assert iqm_over_tasks([low_task, high_task]) == pooled  # seeded: a report is repeatable

@@ -29,7 +29,15 @@ from ablate.results.layout import (
 )
 from ablate.results.records import CONFIRM
 from ablate.results.selection import finished, shown_numbers
-from ablate.results.stats import family_size, holm, mean_interval, paired_t_test, verdict
+from ablate.results.stats import (
+    family_size,
+    holm,
+    improvement_over_tasks,
+    iqm_over_tasks,
+    mean_interval,
+    paired_t_test,
+    verdict,
+)
 
 METRICS = ("acc", "mca")
 TAGS = ("prev", "ref")  # against the previous rung, against the reference rung
@@ -71,6 +79,36 @@ def reference_rung_name(trials: pl.DataFrame, study: dict[str, Any]) -> str | No
     return baseline_rung(name, variant_order(study, trials)) if name else None
 
 
+def runs_frame(
+    trials: pl.DataFrame, study: dict[str, Any], which: str = "val", statuses: Sequence[str] = ("complete",)
+) -> pl.DataFrame:
+    """One row per counted trial: its budget, rung, shown accuracy and mean class accuracy (in %) and its pair
+    (the seeds it shares with the other rungs); empty when the study has no rungs. Only trials whose status is in
+    ``statuses`` count, and never confirmation trials."""
+    shown = shown_numbers(trials, which)
+    empty = pl.DataFrame(schema={"budget": pl.Float64, "rung": pl.String, "acc": pl.Float64, "mca": pl.Float64})
+    if not trials.height or "variant" not in trials.columns or shown.acc not in trials.columns:
+        return empty
+    key = budget_key(trials, study)
+    runs = finished(trials)
+    if "role" in runs.columns:  # a confirmation trial re-runs the best config: its seeds are not a rung's
+        runs = runs.filter(pl.col("role") != CONFIRM)
+    frame = (
+        with_rungs(runs, study)
+        .filter(pl.col("status").is_in(list(statuses)) & pl.col("rung").is_not_null())
+        .filter(pl.col(shown.acc).is_not_null())
+    )
+    if not frame.height:
+        return empty
+    return frame.select(
+        (pl.col(key).cast(pl.Float64) if key else pl.lit(None, dtype=pl.Float64)).alias("budget"),
+        "rung",
+        (pl.col(shown.acc) * 100).alias("acc"),
+        (pl.col(shown.mca) * 100 if shown.mca in frame.columns else pl.lit(None, dtype=pl.Float64)).alias("mca"),
+        pair_expr(frame),
+    )
+
+
 def ladder_table(
     trials: pl.DataFrame, study: dict[str, Any], which: str = "val", statuses: Sequence[str] = ("complete",)
 ) -> pl.DataFrame:
@@ -83,26 +121,8 @@ def ladder_table(
     *_t_*, *_p_*: two-sided). Only trials whose status is in ``statuses`` count (never diverged or error ones),
     and never confirmation trials.
     """
-    shown = shown_numbers(trials, which)
-    if not trials.height or "variant" not in trials.columns or shown.acc not in trials.columns:
-        return pl.DataFrame(schema=LADDER_SCHEMA)
-    key = budget_key(trials, study)
+    frame = runs_frame(trials, study, which, statuses)
     order = {r: i for i, r in enumerate(rung_order(study, trials))}
-    runs = finished(trials)
-    if "role" in runs.columns:  # a confirmation trial re-runs the best config: its seeds are not a rung's
-        runs = runs.filter(pl.col("role") != CONFIRM)
-    frame = (
-        with_rungs(runs, study)
-        .filter(pl.col("status").is_in(list(statuses)) & pl.col("rung").is_not_null())
-        .filter(pl.col(shown.acc).is_not_null())
-    )
-    frame = frame.select(
-        (pl.col(key).cast(pl.Float64) if key else pl.lit(None, dtype=pl.Float64)).alias("budget"),
-        "rung",
-        (pl.col(shown.acc) * 100).alias("acc"),
-        (pl.col(shown.mca) * 100 if shown.mca in frame.columns else pl.lit(None, dtype=pl.Float64)).alias("mca"),
-        pair_expr(frame),
-    )
     if not frame.height:
         return pl.DataFrame(schema=LADDER_SCHEMA)
     stats = (
@@ -213,3 +233,65 @@ def format_ladder(
         columns["Note"] = lambda r: BELOW_MAJORITY if below_majority(r["acc_mean"], r["mca_mean"], reference) else ""
     rows = [{c: f(r) for c, f in columns.items()} for r in table.iter_rows(named=True)]
     return pl.DataFrame(rows, schema={c: (pl.Int64 if c == "Seeds" else pl.String) for c in columns})
+
+
+# ---- across budgets: rliable's aggregates ------------------------------------------------------------------
+
+AGGREGATE_SCHEMA = {"rung": pl.String, "tasks": pl.Int64, "runs": pl.Int64, "ref_rung": pl.String} | {
+    f"{m}_{a}{s}": pl.Float64 for m in METRICS for a in ("iqm", "poi") for s in ("", "_low", "_high")
+}
+
+
+def aggregate_table(trials: pl.DataFrame, study: dict[str, Any], which: str = "val") -> pl.DataFrame:
+    """Each rung across the label budgets (the tasks) it ran at (``AGGREGATE_SCHEMA``): the IQM of all its runs'
+    accuracy and mean class accuracy, and its probability of improvement over the reference rung (over the
+    budgets both ran), each with the 95 % percentile interval of the stratified bootstrap
+    (``ablate.results.stats``). The same runs as the ladder's."""
+    frame = runs_frame(trials, study, which)
+    if not frame.height:
+        return pl.DataFrame(schema=AGGREGATE_SCHEMA)
+    present = set(frame["rung"])
+    rungs = [r for r in rung_order(study, trials) if r in present]
+    ref = reference_rung_name(trials, study) or rungs[0]
+
+    def tasks(rung: str, metric: str) -> dict[Any, list[float]]:
+        part = frame.filter((pl.col("rung") == rung) & pl.col(metric).is_not_null())
+        return {b: g[metric].to_list() for (b,), g in part.group_by("budget", maintain_order=True)}
+
+    rows = []
+    for rung in rungs:
+        row: dict[str, Any] = {"rung": rung, "ref_rung": ref}
+        row["tasks"], row["runs"] = len(tasks(rung, "acc")), sum(map(len, tasks(rung, "acc").values()))
+        for m in METRICS:
+            mine, theirs = tasks(rung, m), tasks(ref, m)
+            aggregate = iqm_over_tasks(list(mine.values()))
+            row[f"{m}_iqm"], row[f"{m}_iqm_low"], row[f"{m}_iqm_high"] = aggregate.value, aggregate.low, aggregate.high
+            shared = [(mine[b], theirs[b]) for b in mine if b in theirs]
+            better = improvement_over_tasks(shared) if rung != ref else None
+            if better is not None:
+                row[f"{m}_poi"], row[f"{m}_poi_low"], row[f"{m}_poi_high"] = better.value, better.low, better.high
+        rows.append(row)
+    return pl.DataFrame(rows, schema=AGGREGATE_SCHEMA)
+
+
+def format_aggregate(table: pl.DataFrame) -> pl.DataFrame:
+    """The aggregates for reading: IQM [95 % CI] in %, P(rung > reference) [95 % CI]."""
+    ref = table["ref_rung"][0] if table.height else "reference rung"
+
+    def poi(r: dict[str, Any], m: str) -> str:
+        value, low, high = r[f"{m}_poi"], r[f"{m}_poi_low"], r[f"{m}_poi_high"]
+        if value is None:
+            return ""
+        return f"{value:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
+
+    columns = {
+        "Rung": lambda r: r["rung"],
+        "Budgets": lambda r: r["tasks"],
+        "Runs": lambda r: r["runs"],
+        "IQM acc. (%)": lambda r: mean_ci(r["acc_iqm"], r["acc_iqm_low"], r["acc_iqm_high"]),
+        "IQM mean class acc. (%)": lambda r: mean_ci(r["mca_iqm"], r["mca_iqm_low"], r["mca_iqm_high"]),
+        f"P(acc. > {ref})": lambda r: poi(r, "acc"),
+        f"P(mean class acc. > {ref})": lambda r: poi(r, "mca"),
+    }
+    rows = [{c: f(r) for c, f in columns.items()} for r in table.iter_rows(named=True)]
+    return pl.DataFrame(rows, schema={c: (pl.Int64 if c in ("Budgets", "Runs") else pl.String) for c in columns})

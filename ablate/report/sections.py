@@ -131,6 +131,20 @@ def ablation(res: Results, which: str = "val") -> Section:
             f"{shown.what}: accuracy and mean class accuracy per {label.lower()} and rung",
         )
     )
+    aggregate = ladder.aggregate_table(trials, study, which=which)
+    section.tables.append(
+        Table(
+            "aggregate",
+            labelled("Across budgets: IQM and probability of improvement", shown.oracle),
+            aggregate,
+            ladder.format_aggregate(aggregate),
+            f"{shown.what}, every run of a rung pooled over the budgets it ran at (rliable's aggregates): the "
+            "interquartile mean (the mean of the middle 50 % of the runs) and the probability that a run of the "
+            f"rung beats one of {against or 'the first rung'} at the same budget (ties count a half), averaged over "
+            "the budgets; [95 % CI]: percentile interval of the stratified bootstrap (each budget's runs resampled "
+            "separately, 2000 resamples); none where a budget has a single run",
+        )
+    )
     figure = plots.ladder_figure(table, rungs, label, shown.what, reference=ref, baseline=against)
     caption = (
         f"{shown.what}, in %: each bar is a rung's mean over its seeds, its error bar the 95 % t-interval of that "

@@ -9,6 +9,12 @@
 - **Families**: the p-values one table reports are Holm-adjusted together (``statsmodels``' ``multipletests``).
 - **Power**: the seeds a paired t-test needs to detect a gain at 80 % power, from the observed spread of the
   paired differences (``statsmodels``' ``TTestPower``).
+- **Across tasks** (label budgets, data sets): ``rliable``'s aggregates (Agarwal et al., NeurIPS 2021), the
+  interquartile mean of every run's score (``scipy.stats.trim_mean``, 25 % cut at each end) and the probability
+  of improvement, P(X > Y) averaged over tasks, each task's the Mann-Whitney U statistic over N_x N_y (ties count
+  a half), with percentile intervals of the stratified bootstrap: each task's runs resampled with replacement,
+  separately (``scipy.stats.bootstrap`` over one sample per task, which resamples each sample independently).
+  scipy rather than ``rliable`` itself, whose pins (``arch``, old numpy) do not install beside the project's.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -147,3 +154,67 @@ def seeds_needed(effect: float, sd_diff: float | None, alpha: float = ALPHA, pow
         return 2
     n = float(n[0]) if hasattr(n, "__len__") else float(n)
     return max(2, math.ceil(n - 1e-9)) if math.isfinite(n) else None
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0  # a report is repeatable
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """An aggregate over tasks with the percentile interval of its stratified bootstrap (None where some task
+    has fewer than two runs: resampling one run says nothing about the spread)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+
+def _stratified(samples: Sequence[Sequence[float]], statistic, value: float, confidence: float) -> Aggregate:
+    if any(len(s) < 2 for s in samples):
+        return Aggregate(value)
+    if all(min(s) == max(s) for s in samples):  # nothing to resample
+        return Aggregate(value, value, value)
+    result = stats.bootstrap(
+        [np.asarray(s, dtype=float) for s in samples],
+        statistic,
+        vectorized=False,
+        paired=False,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    return Aggregate(value, float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def iqm(values: Sequence[float]) -> float:
+    """The interquartile mean: the mean of the middle 50 % of the values (``scipy.stats.trim_mean(x, 0.25)``)."""
+    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+
+
+def iqm_over_tasks(tasks: Sequence[Sequence[float]], confidence: float = CONFIDENCE) -> Aggregate:
+    """The IQM of every run of every task pooled, with its stratified-bootstrap interval."""
+    if not tasks or not all(tasks):
+        return Aggregate(None)
+    return _stratified(tasks, lambda *s: iqm(np.concatenate(s)), iqm([v for t in tasks for v in t]), confidence)
+
+
+def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """P(X > Y) of one task: the Mann-Whitney U statistic of x against y over N_x N_y (a tie counts 1/2)."""
+    return float(stats.mannwhitneyu(x, y).statistic) / (len(x) * len(y))
+
+
+def improvement_over_tasks(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]], confidence: float = CONFIDENCE
+) -> Aggregate:
+    """rliable's average probability of improvement of X over Y, the mean over tasks of P(X_m > Y_m), with its
+    stratified-bootstrap interval (each task's X and Y runs resampled separately)."""
+    if not pairs or not all(x and y for x, y in pairs):
+        return Aggregate(None)
+
+    def statistic(*s):
+        return float(np.mean([probability_of_improvement(s[2 * i], s[2 * i + 1]) for i in range(len(pairs))]))
+
+    samples = [v for pair in pairs for v in pair]
+    return _stratified(samples, statistic, statistic(*samples), confidence)
