@@ -188,7 +188,7 @@ def _stratified(samples: Sequence[Sequence[float]], statistic, value: float, con
     return Aggregate(value, float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
-def iqm(values: Sequence[float]) -> float:
+def iqm(values: Sequence[float] | np.ndarray) -> float:
     """The interquartile mean: the mean of the middle 50 % of the values (``scipy.stats.trim_mean(x, 0.25)``)."""
     return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
 
