@@ -278,12 +278,16 @@ def test_an_existing_study_is_not_overwritten(tmp_path):
     assert not (tmp_path / "elsewhere").exists()  # nothing left behind
 
 
-def _finished_trials(experiment: Path, epochs: int) -> int:
-    done = 0
-    for result in experiment.glob("*/result.json"):
-        if len(result.read_text().splitlines()) >= epochs:
-            done += 1
-    return done
+def _saved_as_finished(experiment: Path) -> set[str]:
+    """The trials Tune's last saved experiment state holds as finished: what a resume does not run again (a trial
+    that finished after that save is run again from its checkpoint, as Tune restores it)."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        saved = json.loads(states[-1].read_text())["trial_data"] if states else []
+    except (OSError, ValueError, KeyError):  # caught while Tune writes it
+        return set()
+    trials = [json.loads(entry[0]) for entry in saved]
+    return {t["trial_id"] for t in trials if t.get("status") == "TERMINATED"}
 
 
 def test_resume_after_the_driver_is_killed(tmp_path):
@@ -316,15 +320,16 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     experiment = tmp_path / "cut" / "ray"
     deadline = time.time() + 240
     try:
-        while _finished_trials(experiment, 3) < 2 and time.time() < deadline and driver.poll() is None:
-            time.sleep(0.5)
-        time.sleep(1.5)  # let Tune write its experiment state once more
+        while len(_saved_as_finished(experiment)) < 2 and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.2)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+    saved = _saved_as_finished(experiment)
     before = {p.parent.name: p.read_text() for p in experiment.glob("*/result.json")}
-    finished = {name for name, text in before.items() if len(text.splitlines()) >= 3}
+    finished = {name for name in before if name.split("_")[2] in saved}
     assert len(finished) >= 2, "the study should have finished two trials before it was killed"
+    assert all(len(before[name].splitlines()) == 3 for name in finished)
     assert not (tmp_path / "cut" / "trials.parquet").exists() or len(finished) < 5
 
     assert run.main([*common, "--resume"]) == 0
