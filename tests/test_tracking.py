@@ -90,6 +90,15 @@ def test_progress_lines_rank_each_finished_trial_and_estimate_what_is_left(monke
         "[search] trial aaaa0002 finished (3/4): best_val_acc 0.6250, rank 1 of 2 so far; "
         "about 30 s left for 2 trial(s)",
     ]
+    # two trials side by side: the first to finish took 40 s of its own while the other ran; the wall time per
+    # finished trial (50 s, start-up included) would count them one after the other
+    clock = iter([0.0, 50.0])
+    monkeypatch.setattr(tracking.time, "time", lambda: next(clock))
+    lines = tracking.ProgressLines("baseline", "best_val_acc", "max", planned=3, later=0)
+    lines.setup()
+    first = _Trial("cccc0001", "TERMINATED", {"best_val_acc": 0.5, "time_total_s": 40.0})
+    lines.on_trial_complete(1, [first, _Trial("cccc0002"), _Trial("cccc0003", "PENDING")], first)
+    assert capsys.readouterr().out.endswith("; about 40 s left for 2 trial(s)\n")  # 2 x 40 s / 2 at once
 
 
 def test_a_resumed_trial_continues_its_mlflow_run(tmp_path):

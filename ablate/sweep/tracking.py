@@ -88,8 +88,9 @@ def tracker_callbacks(names: list[str], study_name: str, role: str, folder: Stor
 
 class ProgressLines(Callback):
     """One line per finished trial: its metric and its rank among the experiment's finished trials so far, and,
-    once this driver has seen a trial finish, about how long the study still needs (the wall time per trial
-    finished so far in this run, times the trials still to run; the later experiments' counts included)."""
+    once this driver has seen a trial finish, about how long the study still needs: the trials still to run (the
+    later experiments' included) times the wall time per trial finished in this run, or, when smaller (early,
+    with trials running side by side), the finished trial's own time over the trials running at once."""
 
     def __init__(self, role: str, metric: str, mode: str, planned: int, later: int):
         self.role, self.metric, self.mode, self.planned, self.later = role, metric, mode, planned, later
@@ -117,6 +118,12 @@ class ProgressLines(Callback):
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials) + (trial.status not in ("TERMINATED", "ERROR"))
         left = max(self.planned - done, 0) + self.later
         per_trial = (time.time() - self.started) / self.finished_here
+        # Early on, the wall time per finished trial ignores the trials running beside it: a trial's own time over
+        # the trials running at once is the better rate until enough have finished
+        own = (trial.last_result or {}).get("time_total_s")
+        if isinstance(own, (int, float)) and own > 0:
+            at_once = 1 + sum(t.status == "RUNNING" and t is not trial for t in trials)
+            per_trial = min(per_trial, own / at_once)
         eta = f"about {_duration(per_trial * left)} left for {left} trial(s)" if left else "no trial left to run"
         print(f"[{self.role}] trial {trial.trial_id} finished ({done}/{self.planned}): {shown}; {eta}", flush=True)
 
