@@ -130,6 +130,27 @@ def test_a_variant_that_changes_the_budget_gets_its_own_baselines(tmp_path):
     assert sections == ["synthfer (variant=small)", "synthfer (variant=large)"]
 
 
+def test_a_baseline_without_unlabeled_faces_runs_once_per_seed_whatever_the_pool(tmp_path):
+    """The FixMatch family counts the labeled faces in its unlabeled pool, Ada-CM does not: supervised-only reads
+    no unlabeled face, so it runs once per seed (at the base's pool), while a FixMatch baseline, which reads them,
+    runs at both pools."""
+    file = tmp_path / "pools.yaml"
+    file.write_text(
+        "data: {labels: 100, val_per_class: 5}\ncomponents: {supervised: {enabled: true}}\n"
+        "variants: {fixmatch_like: {data: {labeled_in_unlabeled: true}}, adacm_like: {}}\n"
+        "search: {algorithm: grid}\n"
+        "params: {variant: {grid: [fixmatch_like, adacm_like]}, trainer.seed: {grid: [0, 1]}}\n"
+        "baselines: [supervised, fixmatch]\n"
+    )
+    study = load_study(file)
+    assert data_conditions(study) == [{"data.labeled_in_unlabeled": True}, {"data.labeled_in_unlabeled": False}]
+    points = baseline_points(study)
+    supervised = [(p["data.labeled_in_unlabeled"], p["trainer.seed"]) for p in points if p["baseline"] == "supervised"]
+    fixmatch = [(p["data.labeled_in_unlabeled"], p["trainer.seed"]) for p in points if p["baseline"] == "fixmatch"]
+    assert supervised == [(False, 0), (False, 1)]
+    assert fixmatch == [(True, 0), (True, 1), (False, 0), (False, 1)]
+
+
 def test_a_continuous_searched_split_cannot_have_baselines():
     study = load_study(
         SMOKE, [VAL, "params.data.label_fraction={uniform: [0.1, 0.3]}", "data.labels=null", "data.label_fraction=0.2"]

@@ -83,6 +83,34 @@ def split_sections(study: Study) -> list[tuple[str, dict[str, Any]]]:
     return sections
 
 
+# Data keys that change only the unlabeled pool: a baseline that reads no unlabeled face trains the same at each of
+# their values, so it runs at the base's value alone (else, with the FixMatch family's data.labeled_in_unlabeled,
+# supervised-only would run twice per seed and count each seed twice).
+UNLABELED_POOL_KEYS = ("data.labeled_in_unlabeled",)
+
+
+def uses_unlabeled(config: dict[str, Any]) -> bool:
+    """Whether a resolved config trains on unlabeled faces (any enabled component that reads them)."""
+    from ablate.components import COMPONENTS
+
+    return any(COMPONENTS.get(name).uses_unlabeled for name, c in config["components"].items() if c["enabled"])
+
+
+def baseline_conditions(study: Study, name: str) -> list[dict[str, Any]]:
+    """The data conditions baseline ``name`` runs at: ``data_conditions``, less the unlabeled pool's keys when
+    the baseline reads no unlabeled face."""
+    conditions = data_conditions(study)
+    probe = {BASELINE: name, **conditions[0], SEED: baseline_seeds(study)[0], REPEAT: 0}
+    if uses_unlabeled(trial_config(study.base, study.variants, probe, study.baselines)):
+        return conditions
+    kept: list[dict[str, Any]] = []
+    for condition in conditions:
+        same = {k: get_dotted(study.base, k) if k in UNLABELED_POOL_KEYS else v for k, v in condition.items()}
+        if same not in kept:
+            kept.append(same)
+    return kept
+
+
 def baseline_points(study: Study) -> list[dict[str, Any]]:
     """The sampled values of every baseline trial, each checked to resolve (a ConfigError names the point)."""
     if not study.baselines:
@@ -91,7 +119,7 @@ def baseline_points(study: Study) -> list[dict[str, Any]]:
     points = [
         {BASELINE: name, **condition, SEED: seed, REPEAT: repeat}
         for name in study.baselines
-        for condition in data_conditions(study)
+        for condition in baseline_conditions(study, name)
         for repeat, seed in enumerate(seeds)
     ]
     for point in points:
