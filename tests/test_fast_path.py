@@ -24,6 +24,8 @@ The comparison's negative control: a forward whose first logit is off by 0.01 fa
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -100,9 +102,18 @@ def assert_same_training(
     return losses, fast_losses
 
 
+# torch's inductor writes at::vec C++ for the CPU whatever ATEN_CPU_CAPABILITY says, and under "default" (which
+# emulates a CPU without AVX) that code does not compile (torch 2.14: "'vec' is not a member of 'at'"). compile is
+# off by default; these tests are skipped where inductor cannot build, not hidden elsewhere.
+INDUCTOR = pytest.mark.skipif(
+    os.environ.get("ATEN_CPU_CAPABILITY") == "default",
+    reason="torch.compile's CPU code does not build under ATEN_CPU_CAPABILITY=default (torch inductor)",
+)
+
+
 @pytest.mark.parametrize(
     "levers",
-    [{"channels_last": True}, {"channels_last": True, "compile": True}],
+    [{"channels_last": True}, pytest.param({"channels_last": True, "compile": True}, marks=INDUCTOR)],
     ids=["channels_last", "channels_last+compile"],
 )
 def test_each_fast_path_trains_like_the_plain_path(faces, levers):
@@ -172,7 +183,7 @@ def test_the_background_forward_changes_no_loss_and_no_parameter(faces, channels
 @pytest.mark.parametrize(
     "every",
     [
-        {"channels_last": True, "compile": True, "overlap": True, "fuse_eval": True},
+        pytest.param({"channels_last": True, "compile": True, "overlap": True, "fuse_eval": True}, marks=INDUCTOR),
         {"channels_last": True, "overlap": True, "fuse_eval": True, "background_forward": True, "precision": "bf16"},
     ],
     ids=["compiled", "background+bf16"],
