@@ -258,12 +258,14 @@ def aggregate_table(trials: pl.DataFrame, study: dict[str, Any], which: str = "v
         part = frame.filter((pl.col("rung") == rung) & pl.col(metric).is_not_null())
         return {b: g[metric].to_list() for (b,), g in part.group_by("budget", maintain_order=True)}
 
+    reference = {m: tasks(ref, m) for m in METRICS}
     rows = []
     for rung in rungs:
         row: dict[str, Any] = {"rung": rung, "ref_rung": ref}
-        row["tasks"], row["runs"] = len(tasks(rung, "acc")), sum(map(len, tasks(rung, "acc").values()))
         for m in METRICS:
-            mine, theirs = tasks(rung, m), tasks(ref, m)
+            mine, theirs = tasks(rung, m), reference[m]
+            if m == "acc":
+                row["tasks"], row["runs"] = len(mine), sum(map(len, mine.values()))
             aggregate = iqm_over_tasks(list(mine.values()))
             row[f"{m}_iqm"], row[f"{m}_iqm_low"], row[f"{m}_iqm_high"] = aggregate.value, aggregate.low, aggregate.high
             shared = [(mine[b], theirs[b]) for b in mine if b in theirs]

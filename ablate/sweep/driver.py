@@ -567,15 +567,15 @@ def prepare(
     running = False
     try:
         check_folder_state(folder, study, args.resume)
+        from ablate.sweep.tracking import ProgressLines, check_trackers, tracker_callbacks, wandb_offline
+
+        check_trackers(args.log, folder)  # a missing tracker is refused before the data are decoded
         faces = load_data(study.base["data"])  # decode (or read the cache) before Ray starts, so bad data fails fast
         check_splits(study, faces)
         check_free_space(folder, study, search_trials(study) + len(points), len(faces.class_names))
         record = study_record(study, reference(faces.class_names, faces.class_counts("test")), args.log)
         if args.resume:
             check_resume(folder, record)
-        from ablate.sweep.tracking import ProgressLines, check_trackers, tracker_callbacks, wandb_offline
-
-        check_trackers(args.log, folder)
         if "wandb" in args.log and wandb_offline():
             print(f"wandb: offline (no WANDB_API_KEY); sync later with `wandb sync {folder}/wandb/offline-run-*`")
         start_ray(args)

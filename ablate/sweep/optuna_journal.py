@@ -39,6 +39,8 @@ class JournaledOptunaSearch(OptunaSearch):
     Failed and diverged trials (a trial that diverges raises) reach Optuna as FAIL through Ray's own
     ``on_trial_complete(error=True)``."""
 
+    _told_before_restore: frozenset[str] = frozenset()  # the second case's trials, set by restore
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         import optuna
@@ -48,19 +50,19 @@ class JournaledOptunaSearch(OptunaSearch):
         for number, state in states.items():
             if number not in known and state == optuna.trial.TrialState.RUNNING:
                 self._ot_study.tell(number, state=optuna.trial.TrialState.FAIL)
-        self._told_before_restore = {
+        self._told_before_restore = frozenset(
             trial_id
             for trial_id, trial in self._ot_trials.items()
             if trial_id not in self._completed_trials
             and states.get(trial.number, optuna.trial.TrialState.RUNNING).is_finished()
-        }
+        )
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in getattr(self, "_told_before_restore", ()):
+        if trial_id not in self._told_before_restore:
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in getattr(self, "_told_before_restore", ()):
+        if trial_id in self._told_before_restore:
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)

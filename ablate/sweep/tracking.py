@@ -19,7 +19,6 @@ from ablate.errors import ConfigError
 from ablate.results.storage import Storage
 
 MLFLOW_FILE = "mlflow.db"  # MLflow's local store: its file store is in maintenance mode since MLflow 3
-WANDB_FOLDER = "wandb"
 
 
 def check_trackers(names: list[str], folder: Storage) -> None:
