@@ -119,6 +119,36 @@ def test_the_best_config_is_confirmed_on_the_baselines_seeds(tmp_path, capsys):
     assert "to detect report.min_effect = 2 points" in printed or "power:" not in printed
 
 
+def test_seeds_until_decided_add_paired_seeds_until_the_rule_stops(tmp_path, capsys):
+    """search.repeats: {min: 2, max: 4, until: decided}: after the 2 seeds of the search and the baselines, each
+    undecided look adds one seed to the baseline and the best config (two experiments per seed), until the
+    sequential rule decides or 4 seeds are in; the tables hold every added trial, and a resume adds none."""
+    from ablate.sweep import until_decided
+
+    until = "search.repeats={min: 2, max: 4, until: decided}"
+    args = ["--space", SMOKE, "--storage", str(tmp_path), *VAL, "--num-samples", "1", "--set", until]
+    assert run.main(args) == 0
+    folder = tmp_path / "smoke"
+    trials = pl.read_parquet(folder / "trials.parquet")
+    record = json.loads((folder / "study.json").read_text())
+    printed = capsys.readouterr().out
+    looks = re.findall(r"seeds until decided: (\d+) paired seeds: .*: (decided|undecided[^\n]*)", printed)
+    assert looks and int(looks[0][0]) == 2
+    last = until_decided.current_look(load_study(SMOKE, ["data.val_per_class=10", until]), trials, record)
+    assert last.decision in ("gain", "narrow", "max") and int(looks[-1][0]) == last.n
+    added = sorted(int(p.name.removeprefix("ray_confirm_seed")) for p in folder.glob("ray_confirm_seed*"))
+    assert added == list(range(2, last.n))  # one seed per undecided look, none after the deciding one
+    assert sorted(int(p.name.removeprefix("ray_baselines_seed")) for p in folder.glob("ray_baselines_seed*")) == added
+    baseline = trials.filter(pl.col("role") == "baseline")
+    assert sorted(baseline["trainer.seed"].to_list()) == list(range(last.n))
+    best = trials.filter(pl.col("role") == "search")["trial_id"].to_list()
+    confirm = trials.filter(pl.col("role") == "confirm")
+    assert sorted(confirm["trainer.seed"].to_list()) == added and set(confirm["confirms"]) <= set(best)
+    assert set(trials["status"]) == {"complete"}
+    assert run.main([*args, "--resume"]) == 0  # decided: nothing more to run
+    assert pl.read_parquet(folder / "trials.parquet").height == trials.height
+
+
 def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path, capsys):
     """A trial that fails before its first report keeps Optuna's own 8-hex id and the config it was given; the
     study exits with EXIT_FAILED_TRIALS and its summary names the error."""

@@ -278,3 +278,32 @@ def test_report_min_effect_flag():
     assert parse_args(["results/x"]).min_effect is None
     with pytest.raises(SystemExit):
         parse_args(["results/x", "--min-effect", "0"])
+
+
+def test_seeds_until_decided_in_the_study_file():
+    from ablate.sweep.until_decided import sequence
+
+    study = load_study(SMOKE, [VAL, "search.repeats={min: 3, max: 6, until: decided}"])
+    assert study.search["repeats"] == 3 and study.search["seeds_until_decided"] == 6
+    assert baseline_seeds(study) == [0, 1, 2] and sequence(study) == [0, 1, 2, 3, 4, 5]
+    assert load_study(SMOKE, [VAL]).search["seeds_until_decided"] is None
+    same = load_study(SMOKE, [VAL, "search.repeats=3", "search.seeds_until_decided=6"])
+    assert same.search == study.search
+    for bad, words in (
+        ("search.repeats={min: 3, max: 6}", r"search.repeats: .*expected \{min: N, max: M, until: decided\}"),
+        ("search.repeats={min: 3, max: 6, until: done}", r"search.repeats: .*until.*done"),
+        ("search.repeats={min: 4, max: 3, until: decided}", r"search.repeats: min 4, max 3; expected"),
+        ("search.repeats={min: 0, max: 3, until: decided}", r"search.repeats: min 0, max 3; expected"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            load_study(SMOKE, [VAL, bad])
+    until = "search.repeats={min: 2, max: 4, until: decided}"
+    with pytest.raises(ConfigError, match=r"seeds_until_decided: needs baselines"):
+        load_study(SMOKE, [VAL, until, "baselines=[]"])
+    with pytest.raises(ConfigError, match=r"seeds_until_decided: needs search.confirm: true"):
+        load_study(SMOKE, [VAL, until, "search.confirm=false"])
+    with pytest.raises(ConfigError, match=r"seeds_until_decided: the seeds are trainer.seed \+ 0, 1"):
+        load_study(SMOKE, [VAL, until, "baseline_seeds=[0, 5]"])
+    one = load_study(SMOKE, [VAL, "search.seeds_until_decided=4"])  # repeats 1: one seed, no first look
+    with pytest.raises(ConfigError, match=r"the first look needs at least 2 paired seeds, the study has 1"):
+        sequence(one)

@@ -64,7 +64,20 @@ SEARCH_PARAMS = {
     "max_concurrent": Param(None, "trials running at once (null: as many as the resources allow)", kind=int, low=1),
     "seed": Param(0, "the search's seed (Optuna's sampler, Ray's random sampling)"),
     "repeats": Param(
-        1, "each sampled config is trained with this many training seeds (trainer.seed + 0, 1, ...)", low=1
+        1,
+        "each sampled config is trained with this many training seeds (trainer.seed + 0, 1, ...); "
+        "{min: N, max: M, until: decided} trains N and then gives the best config and the baselines further "
+        "paired seeds, one at a time, until the gain is decided or M seeds are in (seeds_until_decided)",
+        low=1,
+    ),
+    "seeds_until_decided": Param(
+        None,
+        "seeds until decided: after the confirmation trials, the best config and the baselines get one more "
+        "paired seed at a time until the sequential rule (ablate/results/sequential.py) decides the gain over "
+        "supervised-only, or this many seeds are in; null: no further seeds. repeats: {min, max, until: decided} "
+        "sets it to max",
+        kind=int,
+        low=2,
     ),
     "confirm": Param(
         True,
@@ -134,7 +147,7 @@ def build_study(raw: Mapping[str, Any], file: Path) -> Study:
     base_raw = {k: raw[k] for k in SECTIONS if k in raw}
     base = resolve_config(base_raw, base_dir=Path.cwd())
     variants = _check_variants(raw.get("variants"), base_raw)
-    search = resolve_section("search", raw.get("search"), SEARCH_PARAMS)
+    search = resolve_section("search", _sequential_repeats(raw.get("search")), SEARCH_PARAMS)
     scheduler = resolve_section("scheduler", raw.get("scheduler"), SCHEDULER_PARAMS)
     resources = resolve_section("resources", raw.get("resources"), RESOURCES_PARAMS)
     if resources["gpu"] > 1 and resources["gpu"] != int(resources["gpu"]):
@@ -151,7 +164,42 @@ def build_study(raw: Mapping[str, Any], file: Path) -> Study:
     baselines = {name: baseline_config(name, base) for name in _baseline_names(raw.get("baselines"))}
     seeds = _baseline_seeds(raw.get("baseline_seeds"), baselines)
     report = resolve_section("report", raw.get("report"), REPORT_PARAMS)
+    _check_sequential(search, baselines, seeds, base)
     return Study(name, file, base, variants, params, search, scheduler, resources, baselines, seeds, report)
+
+
+UNTIL_KEYS = ("min", "max", "until")
+
+
+def _sequential_repeats(given: Any) -> Any:
+    """``search.repeats: {min: N, max: M, until: decided}`` as ``repeats: N, seeds_until_decided: M``."""
+    if not isinstance(given, Mapping) or not isinstance(given.get("repeats"), Mapping):
+        return given
+    repeats = given["repeats"]
+    allowed = "expected {min: N, max: M, until: decided} with 1 <= N <= M (or a whole number)"
+    if set(repeats) != set(UNTIL_KEYS) or repeats["until"] != "decided":
+        raise ConfigError(f"search.repeats: {dict(repeats)!r}; {allowed}")
+    low, high = repeats["min"], repeats["max"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or not 1 <= low <= high:
+        raise ConfigError(f"search.repeats: min {low!r}, max {high!r}; {allowed}")
+    if "seeds_until_decided" in given:
+        raise ConfigError("search: give repeats: {min, max, until: decided} or seeds_until_decided, not both")
+    return {**given, "repeats": low, "seeds_until_decided": high}
+
+
+def _check_sequential(
+    search: dict[str, Any], baselines: dict[str, Any], seeds: list[int] | None, base: dict[str, Any]
+) -> None:
+    """Seeds until decided pair the best config with the baselines seed by seed: it needs baselines, the
+    confirmation trials, and seeds the driver can extend (trainer.seed + 0, 1, ...)."""
+    if search["seeds_until_decided"] is None:
+        return
+    if not baselines:
+        raise ConfigError("search.seeds_until_decided: needs baselines (e.g. baselines: [supervised]) to pair with")
+    if not search["confirm"]:
+        raise ConfigError("search.seeds_until_decided: needs search.confirm: true (the best config on every seed)")
+    if seeds is not None:
+        raise ConfigError("search.seeds_until_decided: the seeds are trainer.seed + 0, 1, ...; drop baseline_seeds")
 
 
 def check_name(name: Any, where: str = "name") -> str:

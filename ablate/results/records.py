@@ -18,6 +18,22 @@ TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
 SEARCH, BASELINE, CONFIRM = "search", "baseline", "confirm"
 ROLES = (SEARCH, BASELINE, CONFIRM)
 EXPERIMENTS = {SEARCH: "ray", BASELINE: "ray_baselines", CONFIRM: "ray_confirm"}  # role -> Ray's experiment folder
+
+
+def added_seed_experiment(role: str, seed: int) -> str:
+    """The experiment folder of one seed added by seeds until decided (ablate.sweep.until_decided)."""
+    return f"{EXPERIMENTS[role]}_seed{seed}"
+
+
+_ADDED_SEED = re.compile(r"_seed(\d+)$")
+
+
+def added_seed(folder_name: str, role: str) -> int | None:
+    """The seed of an added-seed experiment folder of ``role``, or None for any other folder."""
+    match = _ADDED_SEED.search(folder_name)
+    return int(match.group(1)) if match and folder_name == added_seed_experiment(role, int(match.group(1))) else None
+
+
 CHECKPOINT_FILE = "ablate_checkpoint.pt"  # a trial's own checkpoint, in its folder of the experiment
 
 # What each report carries beside the epoch's metrics: the config it trained with (JSON), where it ran.

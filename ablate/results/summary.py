@@ -225,11 +225,7 @@ def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) ->
         mine, theirs = _pct_stats(best, column)["mean"], _pct_stats(base, column)["mean"]
         out[f"{key}_mean"] = None if mine is None or theirs is None else mine - theirs
         if best.height > 1 and column in best.columns:
-            pairs = (
-                best.select(pair_expr(best), (pl.col(column) * 100).alias("b"))
-                .join(base.select(pair_expr(base), (pl.col(column) * 100).alias("a")), on="pair")
-                .drop_nulls()
-            )
+            pairs = gain_pairs(best, base, column)
             test = paired_t_test(pairs["a"].to_list(), pairs["b"].to_list())
             out |= {f"{key}_t": test.t, f"{key}_p": test.p, f"{key}_sd_diff": test.sd_diff}
             out |= {"n": test.n} if key == "acc" else {}
@@ -242,6 +238,15 @@ def gain_row(best: pl.DataFrame, base: pl.DataFrame, name: str, shown: Shown) ->
     else:
         out["note"] = f"paired t-test over {out['n']} seeds ({'/'.join(pair_columns(best))}), two-sided"
     return out
+
+
+def gain_pairs(best: pl.DataFrame, base: pl.DataFrame, column: str) -> pl.DataFrame:
+    """The seeds both ran: ``pair``, the baseline's ``a`` and the best config's ``b`` (in %)."""
+    return (
+        best.select(pair_expr(best), (pl.col(column) * 100).alias("b"))
+        .join(base.select(pair_expr(base), (pl.col(column) * 100).alias("a")), on="pair")
+        .drop_nulls()
+    )
 
 
 def summary_notes(out: Summary) -> list[str]:

@@ -40,6 +40,7 @@ from ablate.results.records import (
     SEARCH,
     STOPPED,
     TRIALS_FILE,
+    added_seed,
     diverged_at,
 )
 from ablate.results.storage import Storage
@@ -95,9 +96,25 @@ def read_epochs(storage: Storage, trial_path: str) -> list[dict[str, Any]]:
     return [rows[e] for e in sorted(rows)]
 
 
-def read_experiment(storage: Storage, role: str) -> list[TrialRecord]:
-    """The trials of one of the study's experiments, in the order Ray created them; [] if it never started."""
-    experiment = storage.child(EXPERIMENTS[role])
+def experiment_names(storage: Storage, role: str) -> list[str]:
+    """The experiment folders of ``role``: its own, then those of the seeds added until decided, by seed."""
+    added = {}
+    for info in storage.fs.get_file_info(_selector(storage.path())):
+        seed = added_seed(info.base_name, role)
+        if seed is not None and info.type.name == "Directory":
+            added[seed] = info.base_name
+    return [EXPERIMENTS[role], *(added[s] for s in sorted(added))]
+
+
+def read_role(storage: Storage, role: str) -> list[TrialRecord]:
+    """Every trial of ``role``: its experiment's, then each added seed's."""
+    return [t for name in experiment_names(storage, role) for t in read_experiment(storage, role, name)]
+
+
+def read_experiment(storage: Storage, role: str, name: str | None = None) -> list[TrialRecord]:
+    """The trials of one of the study's experiments (``role``'s own, or the folder ``name`` holding trials of
+    that role), in the order Ray created them; [] if it never started."""
+    experiment = storage.child(name or EXPERIMENTS[role])
     if not experiment.is_dir() or not any(
         info.base_name.startswith("experiment_state")
         for info in experiment.fs.get_file_info(_selector(experiment.path()))
@@ -222,12 +239,16 @@ def write_parquet(frame: pl.DataFrame, storage: Storage, name: str) -> None:
     storage.write_bytes(name, buffer.getvalue())
 
 
+def read_tables(storage: Storage, study: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The trials and epochs tables of every experiment of the study, written nowhere."""
+    return build_tables([t for role in (SEARCH, BASELINE, CONFIRM) for t in read_role(storage, role)], study)
+
+
 def collect(storage: Storage | str, study: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Read the study's experiments (the search, its baselines, its confirmation trials); write ``trials.parquet``
     and ``epochs.parquet`` in the study folder ``storage``."""
     storage = storage if isinstance(storage, Storage) else Storage(storage)
-    trials = [t for role in (SEARCH, BASELINE, CONFIRM) for t in read_experiment(storage, role)]
-    trial_frame, epoch_frame = build_tables(trials, study)
+    trial_frame, epoch_frame = read_tables(storage, study)
     write_parquet(trial_frame, storage, TRIALS_FILE)
     write_parquet(epoch_frame, storage, EPOCHS_FILE)
     return trial_frame, epoch_frame

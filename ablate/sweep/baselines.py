@@ -111,11 +111,12 @@ def baseline_conditions(study: Study, name: str) -> list[dict[str, Any]]:
     return kept
 
 
-def baseline_points(study: Study) -> list[dict[str, Any]]:
-    """The sampled values of every baseline trial, each checked to resolve (a ConfigError names the point)."""
+def baseline_points(study: Study, seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """The sampled values of every baseline trial, each checked to resolve (a ConfigError names the point): at
+    the study's baseline seeds, or at ``seeds`` (seeds until decided: the baseline seeds and the added ones)."""
     if not study.baselines:
         return []
-    seeds = baseline_seeds(study)
+    seeds = baseline_seeds(study) if seeds is None else seeds
     points = [
         {BASELINE: name, **condition, SEED: seed, REPEAT: repeat}
         for name in study.baselines

@@ -51,6 +51,7 @@ from ablate.results.records import (
     RANKED,
     SEARCH,
     STUDY_FILE,
+    added_seed_experiment,
 )
 from ablate.results.storage import Storage, is_uri
 from ablate.sweep.baselines import SEED, baseline_points, baseline_seeds, reference, split_sections
@@ -393,14 +394,17 @@ def build_tuner(
     points: list[dict[str, Any]],
     resume: bool,
     callbacks: list[Any] = (),
+    name: str | None = None,
 ):
-    """The role's Tuner: restored where Ray saved it (with the callbacks it started with), else new."""
+    """The role's Tuner (in its experiment folder, or ``name``): restored where Ray saved it (with the callbacks
+    it started with), else new."""
     from ray import tune
 
     from ablate.sweep.optuna_journal import OPTUNA_FILE
     from ablate.sweep.trial import train_trial
 
-    experiment = folder.child(EXPERIMENTS[role])
+    name = name or EXPERIMENTS[role]
+    experiment = folder.child(name)
     trainable = tune.with_resources(
         tune.with_parameters(
             train_trial,
@@ -450,7 +454,7 @@ def build_tuner(
         param_space=space,
         tune_config=tune_config,
         run_config=tune.RunConfig(
-            name=EXPERIMENTS[role],
+            name=name,
             storage_path=folder.location,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             callbacks=list(callbacks),
@@ -462,10 +466,13 @@ def build_tuner(
 # ---- the confirmation trials -------------------------------------------------------------------------------
 
 
-def confirm_points(study: Study, folder: Storage, record: dict[str, Any]) -> list[dict[str, Any]]:
+def confirm_points(
+    study: Study, folder: Storage, record: dict[str, Any], seeds: list[int] | None = None
+) -> list[dict[str, Any]]:
     """The confirmation trials: the best searched config (``ablate.results.selection``'s ranking, on the search's
-    finished trials) at each baseline seed that it has no complete search trial of (seeded, a rerun would repeat
-    it). Each point is the best trial's sampled values with that seed; ``confirms`` names the best trial."""
+    finished trials) at each baseline seed (or each of ``seeds``) that it has no complete search trial of (seeded,
+    a rerun would repeat it). Each point is the best trial's sampled values with that seed; ``confirms`` names the
+    best trial."""
     if not study.search["confirm"] or not study.baselines:
         return []
     from ablate.results.selection import best_config
@@ -482,12 +489,34 @@ def confirm_points(study: Study, folder: Storage, record: dict[str, Any]) -> lis
     values = {k: v for k, v in sampled.items() if k != TRIAL_INDEX}
     points = [
         {**values, SEED: seed, REPEAT: repeat, CONFIRMS: ids[0]}
-        for repeat, seed in enumerate(baseline_seeds(study))
+        for repeat, seed in enumerate(baseline_seeds(study) if seeds is None else seeds)
         if seed not in ran
     ]
     for point in points:
         trial_config(study.base, study.variants, point, study.baselines)  # resolves, as the search's trial did
     return points
+
+
+def add_seeds_until_decided(study: Study, folder: Storage, record: dict[str, Any], fit, interrupt) -> None:
+    """Seeds until decided (``ablate.sweep.until_decided``): look at the paired gain; while undecided, train the
+    baselines and the best config on the next seed (two experiments, ``fit``) and look again."""
+    from ablate.results.tables import read_tables
+    from ablate.sweep import until_decided as seq
+
+    tried: set[int] = set()
+    while not interrupt.requested:
+        trials, _ = read_tables(folder, record)
+        look = seq.current_look(study, trials, record)
+        print(f"seeds until decided: {seq.describe(look)}", flush=True)
+        seed = seq.next_seed(study, trials, record, tried) if look.decision == "continue" else None
+        _, _, best_id = seq.paired_gain(trials, record)
+        if seed is None or best_id is None:
+            return
+        tried.add(seed)
+        print(f"seeds until decided: the baselines and the best config on seed {seed}", flush=True)
+        fit(BASELINE, seq.baseline_points_at(study, trials, best_id, seed), added_seed_experiment(BASELINE, seed))
+        planned = [p for p in confirm_points(study, folder, record, seq.sequence(study)) if p[SEED] == seed]
+        fit(CONFIRM, planned, added_seed_experiment(CONFIRM, seed))
 
 
 # ---- the command ------------------------------------------------------------------------------------------
@@ -588,6 +617,8 @@ def prepare(
             resources, each = fit_resources(study.resources)
             confirm = study.search["confirm"] and points
             then = " (then the best config on the baseline seeds it lacks)" if confirm else ""
+            if study.search["seeds_until_decided"]:
+                then += f", then seeds until decided, up to {study.search['seeds_until_decided']}"
             print(
                 f"study {study.name}: {search_trials(study)} trial(s) and {len(points)} baseline trial(s){then}, "
                 f"{each}; results in {folder}",
@@ -599,23 +630,31 @@ def prepare(
             running = True
             data_ref = ray.put(to_shared(faces))  # once; every trial reads it from the object store
             with catch_interrupt() as interrupt:
-                for role in (SEARCH, BASELINE, CONFIRM):
-                    planned = {BASELINE: points, CONFIRM: []}.get(role)
-                    if role == CONFIRM and not interrupt.requested:
-                        planned = confirm_points(study, folder, record)
-                        if planned:
-                            print(f"confirmation: the best config on {len(planned)} more seed(s)", flush=True)
-                    expected = search_trials(study) if role == SEARCH else len(planned)
+
+                def fit(role: str, planned: list[dict[str, Any]] | None, name: str | None = None) -> None:
+                    expected = search_trials(study) if role == SEARCH else len(planned or [])
                     if expected and not interrupt.requested:
                         callbacks = [
                             ProgressLines(role, study.search["metric"], study.search["mode"], expected,
                                           len(points) if role == SEARCH else 0),
                             *tracker_callbacks(args.log, study.name, role, folder),
                         ]  # fmt: skip
-                        tuner = build_tuner(study, folder, role, data_ref, resources, planned, args.resume, callbacks)
+                        tuner = build_tuner(
+                            study, folder, role, data_ref, resources, planned or [], args.resume, callbacks, name
+                        )
                         grid = tuner.fit()
                         if grid.num_terminated + grid.num_errors < expected:  # Tune stopped early on its own
                             interrupt.requested = True
+
+                fit(SEARCH, None)
+                fit(BASELINE, points)
+                if not interrupt.requested:
+                    planned = confirm_points(study, folder, record)
+                    if planned:
+                        print(f"confirmation: the best config on {len(planned)} more seed(s)", flush=True)
+                    fit(CONFIRM, planned)
+                if study.search["seeds_until_decided"]:
+                    add_seeds_until_decided(study, folder, record, fit, interrupt)
             if interrupt.requested:
                 code = EXIT_INTERRUPTED.get(interrupt.signum, EXIT_INTERRUPTED[signal.SIGINT])
                 record = {**record, "interrupted": True, "interrupt_exit_code": code}
