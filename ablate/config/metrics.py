@@ -54,6 +54,34 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, class_name
     return metrics
 
 
+CORRECT = "val_correct"  # which validation faces an epoch got right, packed (for resampling the faces)
+
+
+HEX = "hex:"  # so that no packed value reads as a number (MLflow logs whatever float() accepts: "1e10")
+
+
+def pack_correct(correct: Sequence[bool]) -> str:
+    """Right (1) or wrong (0) per face, in the split's order: ``hex:N:DIGITS`` with N the number of faces and 4
+    faces a hex digit (the first face the highest bit, the last digit padded with 0s)."""
+    bits = "".join("1" if c else "0" for c in correct)
+    n = len(bits)
+    bits += "0" * (-n % 4)
+    return f"{HEX}{n}:" + "".join(f"{int(bits[i : i + 4], 2):x}" for i in range(0, len(bits), 4))
+
+
+def unpack_correct(packed: str) -> list[bool]:
+    """The inverse of ``pack_correct``; ValueError when ``packed`` is not of its form."""
+    try:
+        head, count, digits = packed.split(":")
+        n = int(count)
+        bits = "".join(f"{int(d, 16):04b}" for d in digits)
+    except ValueError:
+        raise ValueError(f"{packed[:20]!r}: not a packed hex:N:DIGITS value") from None
+    if f"{head}:" != HEX or len(digits) != -(-n // 4):
+        raise ValueError(f"{packed[:20]!r}: not a packed hex:N:DIGITS value of {n} faces")
+    return [b == "1" for b in bits[:n]]
+
+
 def selection_metrics(history: Sequence[dict[str, Any]], current: dict[str, Any]) -> dict[str, Any]:
     """The selection bookkeeping of ``current``, the epoch after ``history`` (see the module docstring)."""
     epochs = [*history, current]

@@ -38,6 +38,7 @@ from ablate.results.selection import (
     selected_epoch,
     shown_numbers,
 )
+from ablate.results.stability import selection_stability, stability_frame, stability_text
 
 SECTIONS = ("summary", "ablation", "search", "dynamics")
 
@@ -65,7 +66,8 @@ def summary(res: Results, which: str = "val") -> Section:
     s = summaries.summary(res.trials, res.epochs, res.study, which)
     min_effect = (res.study.get("report") or {}).get("min_effect")
     power = [summaries.power_text(r, "acc", min_effect) for r in s.data.filter(pl.col("row") == "gain").to_dicts()]
-    notes = [status_note(res.trials), *s.notes, *(f"{p}" for p in power if p)]
+    stable = stability_text(selection_stability(res.trials, res.epochs, res.study))
+    notes = [status_note(res.trials), *s.notes, *(f"{p}" for p in power if p), stable]
     section = Section("summary", f"Summary ({res.name})", notes)
     section.tables.append(
         Table(
@@ -190,6 +192,8 @@ def search(res: Results, which: str = "val", k: int = 10, importance_method: str
         f"searched: {', '.join(f'`{k}`' for k in keys) or 'nothing'}",
     ]
     notes += [n for n in (rank.note, shown.note) if n]
+    stable = selection_stability(trials, res.epochs, study)
+    notes.append(stability_text(stable))
     importance, how = searches.param_importance(trials, study, method=importance_method)
     notes.append(f"importance: {how}")
     stops = searches.asha_stops(trials)
@@ -212,6 +216,14 @@ def search(res: Results, which: str = "val", k: int = 10, importance_method: str
             f"best_level (the categorical value with the best mean): by `{rank.column}` (in %)",
         ),
         Table("importance", labelled("Parameter importance", rank.oracle), importance, caption=how),
+        Table(
+            "selection_stability",
+            "How stable the validation's choice is",
+            stability_frame(stable),
+            caption="kept_share: the share of bootstrap resamples of the validation faces (one draw for every "
+            "trial) that select the study's config; val_gap_pp: its validation lead over the runner-up; "
+            "resolvable_gap_pp: the 95 % half-width of a difference of two accuracies on this many faces",
+        ),
         Table(
             "stops",
             "Where trials ended",

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.config.metrics import CORRECT
 from ablate.config.study import trial_config
 from ablate.data import FaceSet
 from ablate.io import load_checkpoint_safely
@@ -62,8 +63,9 @@ def from_shared(shared: dict[str, Any]) -> FaceSet:
 
 
 def reportable(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What goes to Ray: numbers, and the confusion matrices as nested lists."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, list))}
+    """What goes to Ray: numbers, the confusion matrices as nested lists, and the validation faces' packed
+    right-or-wrong (``val_correct``)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, list)) or k == CORRECT}
 
 
 def identity(trainer: Trainer) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import torch
 
 from ablate.augment import Augmenter
 from ablate.components import Component
-from ablate.config.metrics import classification_metrics
+from ablate.config.metrics import CORRECT, classification_metrics, pack_correct
 from ablate.training.runtime import Runtime
 
 
@@ -67,7 +67,10 @@ class Evaluator:
         test, val = self.predict(model, [s.test, s.validation])
         metrics = classification_metrics(test, self.labels[s.test], self.class_names, "test")
         if len(s.validation):
-            metrics.update(classification_metrics(val, self.labels[s.validation], self.class_names, "val"))
+            labels = self.labels[s.validation]
+            metrics.update(classification_metrics(val, labels, self.class_names, "val"))
+            # which faces were right, so that the report can resample the validation faces (selection stability)
+            metrics[CORRECT] = pack_correct((val.argmax(dim=1) == labels).tolist())
         return metrics
 
     def unlabeled(self, source: torch.nn.Module, policy: Component, components: list[Component], progress: float,
