@@ -33,6 +33,12 @@ which it would pay off, and an evaluation with and without batch norm folded int
     python benchmarks/throughput.py --cores 1 --threads 1 --repeats 3   # one core for everything: a packed trial
     python benchmarks/throughput.py --levers --sizes 48 112 --threads 1 2 --repeats 3
     python benchmarks/throughput.py --device cuda --models resnet18 --sizes 112 224 --mu 7  # GPU
+    python benchmarks/throughput.py --models small_cnn resnet18 efficientnet_lite0 --sizes 64 112 --threads 2 \
+        --pretraining          # the pretrained start's backbone beside the others, and SimCLR's steps
+
+``--pretraining`` also times SimCLR steps (``ablate.training.pretrain.simclr_step``, 2 strong views of
+``--pretrain-batch`` faces) of each setting's backbone, and adds a summary line per setting:
+``pretrain small_cnn 64px threads=2: pretraining/training step rate = N.NNx (R steps/s)``.
 
 The last lines of the output are one summary per setting, for scripts:
 ``throughput small_cnn 48px threads=1: ablate/reference = N.NNx``.
@@ -76,6 +82,7 @@ LEVERS: list[tuple[str, list[str]]] = [
     ("+ torch.compile (an option)", [*ON, "trainer.compile=true"]),
 ]
 DEFAULTS, COMPILED = LEVERS[-2][0], LEVERS[-1][0]
+MODEL_NAMES = ("small_cnn", "resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 def sync(device: torch.device) -> None:
@@ -172,6 +179,30 @@ def run_reference(args: argparse.Namespace, config: dict, faces: FaceSet, device
     return Run(seconds, warmup, peak_memory(device))
 
 
+def run_pretrain(args: argparse.Namespace, config: dict, faces: FaceSet, device: torch.device) -> Run:
+    """SimCLR pretraining steps (ablate.training.pretrain's own step) of the setting's backbone on its faces."""
+    from ablate.models import build_model
+    from ablate.training.pretrain import resolve_pretrain_section, simclr_net, simclr_step
+
+    settings = resolve_pretrain_section({"batch_size": args.pretrain_batch})
+    reset_memory(device)
+    torch.manual_seed(0)
+    backbone = build_model({**config["model"], "weights": None}, faces.num_classes).backbone
+    net, optimiser = simclr_net(backbone, settings, faces.images.shape[-2:], device)
+    augmenter = Augmenter(faces.images.shape[-1], **config["augment"])
+    images = faces.images.to(device)
+    pool = split_faces(faces, config["data"]).unlabeled.to(device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    net.train()
+
+    def steps(a: int, b: int) -> None:
+        for _ in range(a, b):
+            simclr_step(net, optimiser, augmenter, images, pool, generator, settings)
+
+    seconds, warmup = timed(steps, args.warmup, args.steps, device)
+    return Run(seconds, warmup, peak_memory(device))
+
+
 def alternate(runners: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
     """Each runner ``repeats`` times, the order reversed on every other repeat (so a change in the machine's load
     does not favour one of them)."""
@@ -225,13 +256,13 @@ def compare(args: argparse.Namespace, device: torch.device, data: Callable[[dict
         config = ablate_config(args, model, side, [])
         faces = data(config)
         before = load_text()
-        results = alternate(
-            {
-                "ablate": partial(run_ablate, args, config, faces, device),
-                "reference": partial(run_reference, args, config, faces, device),
-            },
-            args.repeats,
-        )
+        runners = {
+            "ablate": partial(run_ablate, args, config, faces, device),
+            "reference": partial(run_reference, args, config, faces, device),
+        }
+        if args.pretraining:
+            runners["pretrain"] = partial(run_pretrain, args, config, faces, device)
+        results = alternate(runners, args.repeats)
         a, r = rate(args, results["ablate"]), rate(args, results["reference"])
         warm = statistics.median(run.warmup_seconds for run in results["ablate"])
         where = setting_name(args, model, side, threads)
@@ -244,10 +275,18 @@ def compare(args: argparse.Namespace, device: torch.device, data: Callable[[dict
         )
         table.append((model, side, threads, a * per_step, r * per_step, a / r, warm))
         summaries.append(f"throughput {where}: ablate/reference = {a / r:.2f}x")
+        if args.pretraining:
+            pre, views = rate(args, results["pretrain"]), 2 * args.pretrain_batch
+            print(
+                f"{where}: SimCLR pretraining {pre:.3f} steps/s ({pre * views:.1f} views/s of {args.pretrain_batch} "
+                f"faces x 2) [per repeat: {per_repeat(args, results['pretrain'])}]",
+                flush=True,
+            )
+            summaries.append(f"pretrain {where}: pretraining/training step rate = {pre / a:.2f}x ({pre:.3f} steps/s)")
     print()
-    print(f"{'model':>10} {'side':>5} {'threads':>7} {'ablate img/s':>13} {'reference img/s':>16} {'ratio':>7}")
+    print(f"{'model':>18} {'side':>5} {'threads':>7} {'ablate img/s':>13} {'reference img/s':>16} {'ratio':>7}")
     for model, side, threads, a, r, ratio, _ in table:
-        print(f"{model:>10} {side:>5} {threads:>7} {a:>13.1f} {r:>16.1f} {ratio:>6.2f}x")
+        print(f"{model:>18} {side:>5} {threads:>7} {a:>13.1f} {r:>16.1f} {ratio:>6.2f}x")
     return summaries
 
 
@@ -306,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--models", nargs="+", choices=("small_cnn", "resnet18"), default=["small_cnn"])
+    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=["small_cnn"])
+    p.add_argument(
+        "--pretraining",
+        action="store_true",
+        help="also time SimCLR pretraining steps (ablate pretrain's) of each setting's backbone",
+    )
+    p.add_argument("--pretrain-batch", type=int, default=128, help="faces per pretraining step (default 128)")
     p.add_argument("--sizes", type=int, nargs="+", default=[48, 112], help="image sides (default: 48 112)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads, each a setting (1 2)")
     p.add_argument("--batch", type=int, default=32, help="labeled images per step, B (default 32, the main job's)")

@@ -33,7 +33,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +181,7 @@ def _pretrain(config: Mapping[str, Any], faces: FaceSet, pool: torch.Tensor, mod
     s = config["model"]["pretrain"]
     device = pick_device(s["device"])
     torch.manual_seed(s["seed"])
-    backbone = model.backbone
-    with torch.no_grad():
-        features = backbone(torch.zeros(2, 3, *faces.images.shape[-2:])).shape[1]
-    projector = Projector(features, s["hidden_dim"], s["projection_dim"])
-    net = nn.ModuleDict({"backbone": backbone, "projector": projector}).to(device, memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(net.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+    net, optimiser = simclr_net(model.backbone, s, faces.images.shape[-2:], device)
     total = s["epochs"] * s["steps_per_epoch"]
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total)
     generator = torch.Generator(device=device).manual_seed(s["seed"])
@@ -209,16 +204,8 @@ def _pretrain(config: Mapping[str, Any], faces: FaceSet, pool: torch.Tensor, mod
         start = time.perf_counter()
         epoch_losses = torch.zeros(s["steps_per_epoch"], device=device)
         for step in range(s["steps_per_epoch"]):
-            raw = images[pool[torch.randint(len(pool), (s["batch_size"],), device=device, generator=generator)]]
-            v1, v2 = augmenter.strong(raw, generator=generator), augmenter.strong(raw, generator=generator)
-            v = torch.cat([v1, v2]).contiguous(memory_format=torch.channels_last)
-            z = net["projector"](net["backbone"](v))
-            loss = nt_xent(*z.split(len(raw)), s["temperature"])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            epoch_losses[step] = simclr_step(net, optimiser, augmenter, images, pool, generator, s)
             scheduler.step()
-            epoch_losses[step] = loss.detach()
         values = epoch_losses.tolist()  # one read per epoch
         if not all(math.isfinite(v) for v in values):
             raise ConfigError(f"{name}: the loss diverged in epoch {epoch + 1}; lower model.pretrain.lr")
@@ -232,6 +219,40 @@ def _pretrain(config: Mapping[str, Any], faces: FaceSet, pool: torch.Tensor, mod
               f"({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
     atomic_torch_save(folder / "backbone.pt", {k: v.cpu() for k, v in net["backbone"].state_dict().items()})
     (folder / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def simclr_net(
+    backbone: nn.Module, settings: Mapping[str, Any], image_size: Sequence[int], device: torch.device
+) -> tuple[nn.ModuleDict, torch.optim.Optimizer]:
+    """The backbone with SimCLR's projection MLP on its pooled feature (channels-last, on ``device``), and Adam."""
+    with torch.no_grad():
+        features = backbone(torch.zeros(2, 3, *image_size)).shape[1]
+    projector = Projector(features, settings["hidden_dim"], settings["projection_dim"])
+    net = nn.ModuleDict({"backbone": backbone, "projector": projector}).to(device, memory_format=torch.channels_last)
+    return net, torch.optim.Adam(net.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+
+
+def simclr_step(
+    net: nn.ModuleDict,
+    optimiser: torch.optim.Optimizer,
+    augmenter: Augmenter,
+    images: torch.Tensor,
+    pool: torch.Tensor,
+    generator: torch.Generator,
+    settings: Mapping[str, Any],
+) -> torch.Tensor:
+    """One SimCLR step on ``batch_size`` faces drawn from ``images[pool]``: two strong views each, backbone,
+    projection, NT-Xent, an optimiser step; the loss, detached (not read, so the step never waits on the device)."""
+    draw = torch.randint(len(pool), (settings["batch_size"],), device=pool.device, generator=generator)
+    raw = images[pool[draw]]
+    v1, v2 = augmenter.strong(raw, generator=generator), augmenter.strong(raw, generator=generator)
+    v = torch.cat([v1, v2]).contiguous(memory_format=torch.channels_last)
+    z = net["projector"](net["backbone"](v))
+    loss = nt_xent(*z.split(len(raw)), settings["temperature"])
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.detach()
 
 
 def _settings(config: Mapping[str, Any], faces: FaceSet, pool: torch.Tensor) -> dict[str, Any]:
