@@ -5,10 +5,10 @@ import pytest
 
 pytest.importorskip("statsmodels")
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from ablate.config.metrics import pack_correct, unpack_correct  # noqa: E402
-from ablate.results.stability import resolvable_gap, selection_stability, stability_text  # noqa: E402
+from ablate.config.metrics import pack_correct, unpack_correct
+from ablate.results.stability import resolvable_gap, selection_stability, stability_text
 
 RECORD = {"search": {"metric": "best_val_acc", "mode": "max"}, "params": {"trainer.lr": {"choice": [1, 2]}}}
 

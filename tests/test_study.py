@@ -307,3 +307,24 @@ def test_seeds_until_decided_in_the_study_file():
     one = load_study(SMOKE, [VAL, "search.seeds_until_decided=4"])  # repeats 1: one seed, no first look
     with pytest.raises(ConfigError, match=r"the first look needs at least 2 paired seeds, the study has 1"):
         sequence(one)
+
+
+def test_an_added_seed_runs_every_baseline_at_the_best_configs_condition():
+    """Seeds until decided add the baselines at the best config's data condition only; supervised-only reads no
+    unlabeled face, so a FixMatch-family best config (labeled faces in the pool) still pairs with it."""
+    import polars as pl
+
+    from ablate.sweep.until_decided import baseline_points_at, sequence
+
+    policies = str(Path(__file__).resolve().parents[1] / "search_spaces" / "threshold_policies.yaml")
+    study = load_study(policies, ["search.seeds_until_decided=5", "baselines=[supervised, fixmatch]"])
+    assert sequence(study) == [0, 1, 2, 3, 4]
+    best = pl.DataFrame([{"trial_id": "t", "data.labels": 400, "data.labeled_in_unlabeled": True}])
+    points = baseline_points_at(study, best, "t", 3)
+    assert [(p["baseline"], p["trainer.seed"], p["repeat"]) for p in points] == [
+        ("supervised", 3, 3),
+        ("fixmatch", 3, 3),
+    ]
+    assert [p["data.labeled_in_unlabeled"] for p in points] == [False, True]  # supervised: the base's pool
+    other = pl.DataFrame([{"trial_id": "t", "data.labels": 400, "data.labeled_in_unlabeled": False}])
+    assert [p["data.labeled_in_unlabeled"] for p in baseline_points_at(study, other, "t", 4)] == [False, False]
