@@ -1,5 +1,6 @@
 """The study schema's honest defaults: validation selection, baselines, names and GPU shares; no Ray."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -328,3 +329,16 @@ def test_an_added_seed_runs_every_baseline_at_the_best_configs_condition():
     assert [p["data.labeled_in_unlabeled"] for p in points] == [False, True]  # supervised: the base's pool
     other = pl.DataFrame([{"trial_id": "t", "data.labels": 400, "data.labeled_in_unlabeled": False}])
     assert [p["data.labeled_in_unlabeled"] for p in baseline_points_at(study, other, "t", 4)] == [False, False]
+
+
+def test_a_study_from_before_a_new_setting_still_resumes():
+    """study.json of a study started before search.seeds_until_decided existed lacks the key; left null, it is
+    no difference, set, it is one."""
+    from ablate.sweep.driver import resume_differences, study_record
+
+    now = study_record(load_study(SMOKE, [VAL]), {})
+    stored = json.loads(json.dumps(now))
+    del stored["search"]["seeds_until_decided"]
+    assert resume_differences(stored, now) == []
+    later = study_record(load_study(SMOKE, [VAL, "search.seeds_until_decided=4", "search.repeats=2"]), {})
+    assert "search.seeds_until_decided: '(absent)' -> 4" in resume_differences(stored, later)

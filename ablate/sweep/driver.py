@@ -172,14 +172,15 @@ def study_record(study: Study, test_reference: dict[str, Any], log: list[str] = 
 
 
 def resume_differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """The keys that decide what runs and differ between the stored study and this command's."""
+    """The keys that decide what runs and differ between the stored study and this command's. A key the stored
+    study lacks and this command leaves null is a setting added since, off: not a difference."""
     old = flatten({k: stored[k] for k in RESUME_KEYS if k in stored})
     new = flatten({k: now[k] for k in RESUME_KEYS})
     missing = "(absent)"
     return [
         f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
         for key in sorted(set(old) | set(new))
-        if old.get(key, missing) != new.get(key, missing)
+        if old.get(key, missing) != new.get(key, missing) and not (key not in old and new.get(key) is None)
     ]
 
 
