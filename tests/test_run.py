@@ -134,7 +134,8 @@ def test_seeds_until_decided_add_paired_seeds_until_the_rule_stops(tmp_path, cap
     printed = capsys.readouterr().out
     looks = re.findall(r"seeds until decided: (\d+) paired seeds: .*: (decided|undecided[^\n]*)", printed)
     assert looks and int(looks[0][0]) == 2
-    last = until_decided.current_look(load_study(SMOKE, ["data.val_per_class=10", until]), trials, record)
+    last = until_decided.current_look(load_study(SMOKE, ["data.val_per_class=10", until]),
+                                      until_decided.paired(trials, record))  # fmt: skip
     assert last.decision in ("gain", "narrow", "max") and int(looks[-1][0]) == last.n
     added = sorted(int(p.name.removeprefix("ray_confirm_seed")) for p in folder.glob("ray_confirm_seed*"))
     assert added == list(range(2, last.n))  # one seed per undecided look, none after the deciding one
@@ -147,6 +148,13 @@ def test_seeds_until_decided_add_paired_seeds_until_the_rule_stops(tmp_path, cap
     assert set(trials["status"]) == {"complete"}
     assert run.main([*args, "--resume"]) == 0  # decided: nothing more to run
     assert pl.read_parquet(folder / "trials.parquet").height == trials.height
+
+
+def test_seeds_until_decided_with_one_first_seed_is_refused_before_ray_starts(tmp_path, capsys):
+    args = ["--space", SMOKE, "--storage", str(tmp_path), *VAL, "--set", "search.seeds_until_decided=4"]
+    assert run.main(args) == 2
+    assert "the first look needs at least 2 paired seeds, the study has 1" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()  # nothing ran, nothing was created
 
 
 def test_a_failing_trial_is_recorded_while_the_others_finish(tmp_path, capsys):

@@ -507,15 +507,16 @@ def add_seeds_until_decided(study: Study, folder: Storage, record: dict[str, Any
     tried: set[int] = set()
     while not interrupt.requested:
         trials, _ = read_tables(folder, record)
-        look = seq.current_look(study, trials, record)
+        pairs = seq.paired(trials, record)
+        look = seq.current_look(study, pairs)
         print(f"seeds until decided: {seq.describe(look)}", flush=True)
-        seed = seq.next_seed(study, trials, record, tried) if look.decision == "continue" else None
-        _, _, best_id = seq.paired_gain(trials, record)
-        if seed is None or best_id is None:
+        seed = seq.next_seed(study, pairs, tried) if look.decision == "continue" else None
+        if seed is None or pairs.best_id is None:
             return
         tried.add(seed)
         print(f"seeds until decided: the baselines and the best config on seed {seed}", flush=True)
-        fit(BASELINE, seq.baseline_points_at(study, trials, best_id, seed), added_seed_experiment(BASELINE, seed))
+        points = seq.baseline_points_at(study, trials, pairs.best_id, seed)
+        fit(BASELINE, points, added_seed_experiment(BASELINE, seed))
         planned = [p for p in confirm_points(study, folder, record, seq.sequence(study)) if p[SEED] == seed]
         fit(CONFIRM, planned, added_seed_experiment(CONFIRM, seed))
 
@@ -559,6 +560,10 @@ def _run_study(args: argparse.Namespace) -> Outcome:
         study.name = check_name(args.name, "--name")
     try:
         points = baseline_points(study)
+        if study.search["seeds_until_decided"]:
+            from ablate.sweep.until_decided import sequence
+
+            sequence(study)  # too few first seeds is refused now, not after the search
     except ConfigError as err:
         raise ConfigError(f"{study.path}: {err}") from None
     check_address(args.address)

@@ -13,6 +13,7 @@ experiments are restored, and a look already taken is not taken again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -43,41 +44,41 @@ def sequence(study: Study) -> list[int]:
     return first + list(range(max(first) + 1, max(first) + 1 + total - len(first)))
 
 
-def paired_gain(trials: pl.DataFrame, record: dict[str, Any]) -> tuple[list[float], list[float], str | None]:
-    """The baseline's and the best config's shown test accuracies (%) over the seeds both ran, and the best
-    config's first trial id (None when there is no best config or no baseline yet)."""
+@dataclass(frozen=True)
+class Paired:
+    """The seeds both the best config and the reference baseline finished: the baseline's and the best config's
+    shown test accuracies (%) in pairs, their training seeds, and the best config's first trial id (None when
+    there is no best config or no baseline yet)."""
+
+    a: list[float]
+    b: list[float]
+    seeds: set[int]
+    best_id: str | None
+
+
+def paired(trials: pl.DataFrame, record: dict[str, Any]) -> Paired:
+    """The best config (``confirmed_config``) paired with the reference baseline's trials at its budget."""
     ids = confirmed_config(trials, record)
     against = reference_rung(baseline_names(trials, record))
     shown = shown_numbers(trials)
     if not ids or against is None or shown.acc not in trials.columns:
-        return [], [], None
+        return Paired([], [], set(), None)
     best = trials.filter(pl.col("trial_id").is_in(ids) & (pl.col("status") == COMPLETE))
-    pairs = gain_pairs(best, baseline_at(trials, record, against, ids[0]), shown.acc)
-    return pairs["a"].to_list(), pairs["b"].to_list(), ids[0]
+    base = baseline_at(trials, record, against, ids[0]).filter(pl.col("status") == COMPLETE)
+    pairs = gain_pairs(best, base, shown.acc)
+    seeds = set(best[SEED].to_list()) & set(base[SEED].to_list()) if SEED in trials.columns else set()
+    return Paired(pairs["a"].to_list(), pairs["b"].to_list(), seeds, ids[0])
 
 
-def current_look(study: Study, trials: pl.DataFrame, record: dict[str, Any]) -> Look:
+def current_look(study: Study, pairs: Paired) -> Look:
     """The sequential rule's decision on the seeds paired so far."""
-    a, b, _ = paired_gain(trials, record)
-    seeds = sequence(study)
-    return decide(a, b, len(baseline_seeds(study)), len(seeds), study.report.get("min_effect"))
+    return decide(pairs.a, pairs.b, len(baseline_seeds(study)), len(sequence(study)), study.report.get("min_effect"))
 
 
-def paired_seeds(trials: pl.DataFrame, record: dict[str, Any]) -> set[int]:
-    """The training seeds that the best config and the reference baseline have both finished."""
-    ids = confirmed_config(trials, record)
-    against = reference_rung(baseline_names(trials, record))
-    if not ids or against is None or SEED not in trials.columns:
-        return set()
-    mine = trials.filter(pl.col("trial_id").is_in(ids) & (pl.col("status") == COMPLETE))[SEED].to_list()
-    theirs = baseline_at(trials, record, against, ids[0]).filter(pl.col("status") == COMPLETE)[SEED].to_list()
-    return set(mine) & set(theirs)
-
-
-def next_seed(study: Study, trials: pl.DataFrame, record: dict[str, Any], tried: set[int]) -> int | None:
+def next_seed(study: Study, pairs: Paired, tried: set[int]) -> int | None:
     """The first added seed (after the baselines' own) that is not paired yet and this run has not tried; None
     when none is left."""
-    done = paired_seeds(trials, record) | tried
+    done = pairs.seeds | tried
     return next((s for s in sequence(study)[len(baseline_seeds(study)) :] if s not in done), None)
 
 
