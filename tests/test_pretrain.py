@@ -10,7 +10,7 @@ from ablate.data import load_data
 from ablate.data.split import split_faces
 from ablate.errors import ConfigError
 from ablate.training import pretrain
-from ablate.training.pretrain import nt_xent, pretrained_backbone, read_losses, training_pool
+from ablate.training.pretrain import entry_folder, nt_xent, pretrained_backbone, read_losses, training_pool
 from ablate.training.trainer import Trainer
 
 TINY = [
@@ -56,6 +56,28 @@ def test_the_pool_is_the_labeled_and_unlabeled_faces_never_validation_or_test(ca
     held_out = set(split.validation.tolist()) | set(faces.indices("test").tolist())
     assert len(split.validation) > 0 and not held_out & set(pool.tolist())
     assert set(pool.tolist()) | set(split.validation.tolist()) == set(faces.indices("train").tolist())
+
+
+def test_every_method_of_a_study_shares_its_baselines_entry(cache):
+    """FixMatch's settings (one weak view, the labeled faces in the unlabeled pool) neither duplicate a face in
+    the pool nor change the key: its trials start from the backbone supervised-only's trials load. A strong-view
+    setting does change it."""
+    base = tiny_config()
+    fixmatch = load_config(
+        preset_path("supervised"),
+        [
+            *TINY,
+            "model.pretrain={epochs: 3, steps_per_epoch: 6, batch_size: 32, device: cpu}",
+            "data.labeled_in_unlabeled=true",
+            "augment.weak_views=1",
+        ],
+    )
+    faces = load_data(base["data"])
+    pools = [training_pool(faces, c["data"]) for c in (base, fixmatch)]
+    assert len(pools[1]) == len(set(pools[1].tolist())) and torch.equal(pools[0], pools[1])
+    assert entry_folder(fixmatch, faces, pools[1]) == entry_folder(base, faces, pools[0])
+    stronger = {**base, "augment": {**base["augment"], "cutout": 0.25}}
+    assert entry_folder(stronger, faces, pools[0]) != entry_folder(base, faces, pools[0])
 
 
 def test_pretraining_loss_falls_and_its_backbone_starts_a_trial(cache, capsys):

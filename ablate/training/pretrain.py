@@ -90,7 +90,9 @@ def training_pool(faces: FaceSet, data_section: Mapping[str, Any]) -> torch.Tens
     """The faces pretraining may see: the split's labeled and unlabeled ones (the training set less the
     validation hold-out), sorted; never a validation or test face."""
     split = split_faces(faces, data_section)
-    return torch.cat([split.labeled, split.unlabeled]).sort().values
+    # unique: with data.labeled_in_unlabeled the unlabeled set holds the labeled faces too, and a method's pool
+    # layout must not change its start
+    return torch.cat([split.labeled, split.unlabeled]).unique()
 
 
 class Projector(nn.Module):
@@ -119,8 +121,14 @@ def entry_folder(config: Mapping[str, Any], faces: FaceSet, pool: torch.Tensor) 
     """``$ABLATE_CACHE/pretrain/<model>-<key>``; the key hashes what changes the result (not the trial's seed)."""
     model = config["model"]
     settings = {k: v for k, v in model["pretrain"].items() if k != "device"}
-    key = _digest(PRETRAIN_VERSION, model["name"], settings, config["augment"], pool, faces.images[pool])
+    key = _digest(PRETRAIN_VERSION, model["name"], settings, strong_view_settings(config), pool, faces.images[pool])
     return cache_root() / "pretrain" / f"{model['name']}-{key}"
+
+
+def strong_view_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The augment settings SimCLR's strong views read: all but ``weak_views``, a method's setting (FixMatch's 1,
+    LION's 2), so that every method of a study starts from the one entry its supervised-only baseline loads."""
+    return {k: v for k, v in config["augment"].items() if k != "weak_views"}
 
 
 @contextlib.contextmanager
@@ -257,7 +265,7 @@ def simclr_step(
 
 def _settings(config: Mapping[str, Any], faces: FaceSet, pool: torch.Tensor) -> dict[str, Any]:
     return {"version": PRETRAIN_VERSION, "model": config["model"]["name"], "pretrain": config["model"]["pretrain"],
-            "data": config["data"], "augment": config["augment"], "pool_size": len(pool),
+            "data": config["data"], "augment": strong_view_settings(config), "pool_size": len(pool),
             "image_size": list(faces.images.shape[-2:])}  # fmt: skip
 
 
