@@ -13,9 +13,9 @@ network (MoCo's queue and momentum encoder, BYOL's target) or decoder (masked re
 convolutional backbone poorly); its known weakness, wanting big batches, is shared by every contrastive method.
 
 An entry is a folder ``$ABLATE_CACHE/pretrain/<model>-<key>`` (the data cache's root, ablate/data/cache.py),
-its key a hash of the method's settings, the backbone, the augmentation and the pool's pixels (so the data, its
-options and the split are all in it): every trial of a study, and later studies, with the same key share it.
-``backbone.pt`` (the backbone's state dict) marks it done; ``checkpoint.pt`` after each epoch makes a killed
+its key a hash of the method's settings, the backbone, the strong views' augmentation and the pool's pixels (so
+the data, its options and the split are all in it): every trial of a study, and later studies, with the same key
+share it. ``backbone.pt`` (the backbone's state dict) marks it done; ``checkpoint.pt`` after each epoch makes a killed
 pretraining resume at its last epoch; ``loss.csv`` and ``loss.png`` hold the loss of every step; ``settings.json``
 what made it. A lock file lets one process build while the others wait. An entry that cannot be read is built
 again, with one line saying so.
