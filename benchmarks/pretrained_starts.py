@@ -27,6 +27,7 @@ from ablate.results.reader import load_results
 from ablate.results.stats import holm, paired_t_test, verdict
 
 START_NAMES = {None: "random", "imagenet": "imagenet", "pretrain": "pretrain"}
+TITLES = {"imagenet": "ImageNet start", "pretrain": "self-supervised start (SimCLR)", "random": "random start"}
 
 
 def start_of(study: dict) -> str:
@@ -117,30 +118,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_figure(points: list[tuple], out: Path) -> None:
-    """Each method's gain over supervised-only from the same start against the label budget, with intervals."""
+    """Each method's gain over supervised-only from the same start against the label budget, with intervals: one
+    panel per start, so that the starts' lines do not hide each other."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    keys = sorted({(s, r) for s, r, *_ in points})
-    for i, (start, rung) in enumerate(keys):
-        mine = sorted((b, g, lo, hi) for s, r, b, g, lo, hi in points if (s, r) == (start, rung))
-        x = [b * (1 + 0.03 * (i - len(keys) / 2)) for b, *_ in mine]  # nudged apart, log axis
-        y = [g for _, g, _, _ in mine]
-        err = [[g - (lo if lo is not None else g) for _, g, lo, _ in mine],
-               [(hi if hi is not None else g) - g for _, g, _, hi in mine]]  # fmt: skip
-        style = "-" if start == "imagenet" else ("--" if start == "pretrain" else ":")
-        ax.errorbar(x, y, yerr=err, fmt="o" + style, capsize=3, label=f"{rung}, {start} start")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xticks(sorted({b for _, _, b, *_ in points}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("Labels (FER2013)")
-    ax.set_ylabel("Gain over supervised-only, same start (pp)")
-    ax.set_title("Semi-supervised gain by start and label budget\nmean paired difference, 95 % t-interval over seeds")
-    ax.legend(fontsize=7, ncol=2)
+    order = {"imagenet": 0, "pretrain": 1, "random": 2}
+    starts = sorted({s for s, *_ in points}, key=lambda s: (order.get(s, 9), s))
+    rungs = sorted({r for _, r, *_ in points})
+    budgets = sorted({b for _, _, b, *_ in points})
+    fig, axes = plt.subplots(
+        1, len(starts), figsize=(3.6 * len(starts) + 0.8, 4.2), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, start in zip(axes[0], starts, strict=True):
+        for i, rung in enumerate(rungs):
+            mine = sorted((b, g, lo, hi) for s, r, b, g, lo, hi in points if (s, r) == (start, rung))
+            if not mine:
+                continue
+            x = [b * (1 + 0.06 * (i - (len(rungs) - 1) / 2)) for b, *_ in mine]  # nudged apart, log axis
+            y = [g for _, g, _, _ in mine]
+            err = [[g - (lo if lo is not None else g) for _, g, lo, _ in mine],
+                   [(hi if hi is not None else g) - g for _, g, _, hi in mine]]  # fmt: skip
+            ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, label=rung, color=f"C{i}")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets)
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.get_xaxis().set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("Labels (FER2013)")
+        ax.set_title(TITLES.get(start, f"{start} start"), fontsize=10)
+    axes[0][0].set_ylabel("Gain over supervised-only, same start (pp)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Semi-supervised gain by start and label budget: mean paired difference, 95 % t-interval over seeds",
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
