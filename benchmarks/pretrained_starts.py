@@ -1,5 +1,7 @@
 """The pretrained-starts evidence (search_spaces/pretrained_starts.yaml): one study per start, read together.
 
+A start's budgets may come from several studies (one at 100 labels, another at 1000), never the same budget twice.
+
 Per start and label budget: supervised-only and each method, test accuracy at the validation-selected epoch,
 mean [95 % t-interval] over seeds, and each method's gain over supervised-only from the same start (the mean
 paired difference over the seeds both ran, its t-interval, its paired t-test). Then, per budget, each pretrained
@@ -27,6 +29,7 @@ from ablate.results.reader import load_results
 from ablate.results.stats import holm, paired_t_test, verdict
 
 START_NAMES = {None: "random", "imagenet": "imagenet", "pretrain": "pretrain"}
+START_ORDER = {"imagenet": 0, "pretrain": 1, "random": 2}
 TITLES = {"imagenet": "ImageNet start", "pretrain": "self-supervised start (SimCLR)", "random": "random start"}
 
 
@@ -50,7 +53,7 @@ def rows_of(folder: str) -> tuple[str, list[dict], pl.DataFrame, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folders", nargs="+", help="the studies' results folders, one per start")
+    p.add_argument("folders", nargs="+", help="the studies' results folders: one per start, or per start and budgets")
     p.add_argument("--out", default=None, help="where to write the figure (PNG); none by default")
     args = p.parse_args(argv)
 
@@ -66,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
                      r["acc_p_ref"])
                 )  # fmt: skip
     # the start itself: each pretrained start's supervised-only against the random start's, paired by seed
-    frames = {start: frame for start, _, frame, _ in studies}
+    frames: dict[str, pl.DataFrame] = {}  # a start's runs at different budgets read as one
+    for start, _, frame, _ in studies:
+        if start in frames:
+            both = sorted(int(b) for b in set(frames[start]["budget"].to_list()) & set(frame["budget"].to_list()))
+            if both:
+                p.error(f"two {start} folders both hold {both} labels: give one folder per start and budget")
+            frame = pl.concat([frames[start], frame], how="diagonal_relaxed")
+        frames[start] = frame
+    lines.sort(key=lambda line: (START_ORDER.get(line[0], 9), line[0], line[1]))  # stable: supervised-only first
     refs = {start: rows[0]["ref_rung"] for start, rows, _, _ in studies if rows}
     start_lines = []
     if "random" in frames:
@@ -125,8 +136,7 @@ def write_figure(points: list[tuple], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = {"imagenet": 0, "pretrain": 1, "random": 2}
-    starts = sorted({s for s, *_ in points}, key=lambda s: (order.get(s, 9), s))
+    starts = sorted({s for s, *_ in points}, key=lambda s: (START_ORDER.get(s, 9), s))
     rungs = sorted({r for _, r, *_ in points})
     budgets = sorted({b for _, _, b, *_ in points})
     fig, axes = plt.subplots(
