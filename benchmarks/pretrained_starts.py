@@ -5,9 +5,11 @@ A start's budgets may come from several studies (one at 100 labels, another at 1
 Per start and label budget: supervised-only and each method, test accuracy at the validation-selected epoch,
 mean [95 % t-interval] over seeds, and each method's gain over supervised-only from the same start (the mean
 paired difference over the seeds both ran, its t-interval, its paired t-test). Then, per budget, each pretrained
-start's supervised-only against the random start's (same split and seeds, so paired). Every p the table shows is
-one family, Holm-adjusted together (ablate.results.stats); the words follow the adjusted p. A figure draws the
-gains with their intervals against the label budget, one line per start and method.
+start's supervised-only against the random start's (same split and seeds, so paired). Two questions, two
+families, each Holm-adjusted over its own p-values (ablate.results.stats): the methods' gains (the first table), and
+the starts' effect on supervised-only (the lines after it); the words follow the adjusted p. Rows below the
+majority class's rate are flagged (not a result), and so are gains over a supervised-only that is. A figure draws
+the gains with their intervals against the label budget, one panel per start, one line per method.
 
     python benchmarks/pretrained_starts.py results/pretrained_starts_imagenet results/pretrained_starts_random \\
         results/pretrained_starts_pretrain --out results/pretrained_starts.png
@@ -25,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from ablate.report.ladder import ladder_table, runs_frame
+from ablate.results.baselines import BELOW_MAJORITY, Reference, below_majority, reference_levels
 from ablate.results.reader import load_results
 from ablate.results.stats import holm, paired_t_test, verdict
 
@@ -45,10 +48,19 @@ def interval(low: float | None, high: float | None, signed: bool = False) -> str
     return f"[{f.format(low)}, {f.format(high)}]"
 
 
-def rows_of(folder: str) -> tuple[str, list[dict], pl.DataFrame, dict]:
+def rows_of(folder: str) -> tuple[str, list[dict], pl.DataFrame, Reference | None]:
     res = load_results(folder)
     table = ladder_table(res.trials, res.study)
-    return start_of(res.study), table.to_dicts(), runs_frame(res.trials, res.study), res.study
+    return (
+        start_of(res.study),
+        table.to_dicts(),
+        runs_frame(res.trials, res.study),
+        reference_levels(res.study, res.epochs),
+    )
+
+
+def below(r: dict, reference: Reference | None) -> bool:
+    return below_majority(r["acc_mean"], r["mca_mean"], reference)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
     studies = [rows_of(f) for f in args.folders]
     lines = []  # (start, budget, what, mean text, gain, low, high, p)
-    for start, rows, _, _ in studies:
+    low_refs = set()  # (start, budget) whose supervised-only is below the majority class
+    for start, rows, _, reference in studies:
         for r in rows:
+            r = {**r, "below": below(r, reference)}
+            if r["below"] and r["rung"] == r["ref_rung"]:
+                low_refs.add((start, r["budget"]))
             if r["rung"] == r["ref_rung"]:
                 lines.append((start, r["budget"], r["rung"], r, None, None, None, None))
             else:
@@ -92,33 +108,43 @@ def main(argv: list[str] | None = None) -> int:
                 common = [k for k in a if k in b]
                 test = paired_t_test([a[k] for k in common], [b[k] for k in common])
                 start_lines.append((start, budget, test))
-    p_values = [line[7] for line in lines if line[4] is not None] + [t.p for _, _, t in start_lines]
-    adjusted = iter(holm(p_values))
-    m = sum(v is not None for v in p_values)
+    # two questions, two families: does a method gain over supervised-only from the same start; does a start
+    # change supervised-only
+    p_values = [line[7] for line in lines if line[4] is not None]
+    adjusted, m = iter(holm(p_values)), sum(v is not None for v in p_values)
+    start_p = [t.p for _, _, t in start_lines]
+    adjusted_start, m_start = iter(holm(start_p)), sum(v is not None for v in start_p)
 
     print(f"{'start':<9} {'labels':>6} {'method':<11} {'test acc % [95 % CI]':<22} {'gain pp [95 % CI]':<24} "
           f"{'p':>6} {'p (Holm, m = ' + str(m) + ')':>16}")  # fmt: skip
     summaries, points = [], []
     for start, budget, rung, r, gain, low, high, praw in lines:
         acc = f"{r['acc_mean']:.1f} {interval(r['acc_low'], r['acc_high'])} (n {r['n']})"
+        flag = f" ({BELOW_MAJORITY})" if r["below"] else ""
         if gain is None:
-            print(f"{start:<9} {budget:>6.0f} {rung:<11} {acc:<22}")
+            print(f"{start:<9} {budget:>6.0f} {rung:<11} {acc:<22}{flag}")
             continue
         padj = next(adjusted)
         gain_text = f"{gain:+.1f} {interval(low, high, True)}"
+        if not flag and (start, budget) in low_refs:
+            flag = " (over a supervised-only below the majority class)"
         print(f"{start:<9} {budget:>6.0f} {rung:<11} {acc:<22} {gain_text:<24} {praw:>6.3f} {padj:>9.3f} "
-              f"{verdict(padj)}")  # fmt: skip
+              f"{verdict(padj)}{flag}")  # fmt: skip
         summaries.append(
             f"pretrained_starts {start} {rung} {budget:.0f} labels: gain {gain_text} pp, p (Holm, m = {m}) {padj:.3f}"
         )
         points.append((start, rung, budget, gain, low, high))
     for start, budget, test in start_lines:
-        padj = next(adjusted)
+        padj = next(adjusted_start)
+        if test.n == 0:
+            print(f"{start} supervised-only over random's, {budget:.0f} labels: not run at this budget")
+            continue
         text = f"{test.mean_diff:+.1f} {interval(test.low, test.high, True)}" if test.p is not None else "–"
         raw = "–" if test.p is None else f"{test.p:.3f}"
         held = "–" if padj is None else f"{padj:.3f}"
+        floor = " (random's supervised-only is below the majority class)" if ("random", budget) in low_refs else ""
         print(f"{start} supervised-only over random's, {budget:.0f} labels: {text} pp over {test.n} seeds, "
-              f"p {raw}, p (Holm, m = {m}) {held}: {verdict(padj)}")  # fmt: skip
+              f"p {raw}, p (Holm, m = {m_start}) {held}: {verdict(padj)}{floor}")  # fmt: skip
         summaries.append(f"pretrained_starts {start} start {budget:.0f} labels: supervised gain {text} pp")
     if args.out:
         write_figure(points, Path(args.out))
