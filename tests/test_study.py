@@ -60,8 +60,8 @@ def test_ablation_baseline_is_its_old_bottom_rung():
     assert "supervised" not in study.variants
     assert study.baselines["supervised"] == study.base  # the base was the supervised rung
     points = baseline_points(study)
-    assert len(points) == 6  # 2 budgets x 3 seeds, as the ladder's rungs
-    assert {(p["data.labels"], p["trainer.seed"]) for p in points} == {(b, s) for b in (100, 400) for s in (0, 1, 2)}
+    assert len(points) == 3  # 1 budget x 3 seeds, as the ladder's rungs
+    assert {(p["data.labels"], p["trainer.seed"]) for p in points} == {(400, s) for s in (0, 1, 2)}
 
 
 def test_baseline_seeds_follow_the_search():
